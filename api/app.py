@@ -1,0 +1,59 @@
+"""The Litestar application: wiring only."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from api.errors import EXCEPTION_HANDLERS
+from api.routes.system import HealthController, ModelController
+from api.routes.tokens import TokenController
+from api.routes.videos import VideoContentController, VideoController
+from api.services import Services
+from shared.settings import Settings
+
+
+def _services(state: State) -> Services:
+    return state.services
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.services = Services.build(settings)
+        try:
+            yield
+        finally:
+            await app.state.services.aclose()
+
+    return Litestar(
+        route_handlers=[
+            VideoController,
+            VideoContentController,
+            ModelController,
+            TokenController,
+            HealthController,
+        ],
+        dependencies={"services": Provide(_services, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="Sora Gateway",
+            version="0.1.0",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        request_max_body_size=32 * 1024 * 1024,
+    )

@@ -1,0 +1,166 @@
+"""OpenAI Videos routes (contract section 2) and the native task view (section 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from api.auth import client_guard, client_owner
+from api.schemas import Task, Video, VideoList, task_of, video_of
+from api.services import Services
+from api.video_requests import build_video_job, read_fields
+from shared.errors import Conflict, InvalidParam, NotFound, Unauthorized
+from shared.models import Job, JobState
+from shared.secrets import verify
+from shared.timeutil import utcnow
+
+log = logging.getLogger("api.videos")
+
+_VARIANTS = {"video": ("video_key", "video/mp4"), "thumbnail": ("thumbnail_key", "image/webp")}
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+async def _own_job(services: Services, job_id: str, owner: str) -> Job:
+    job = await services.jobs.get(job_id) if job_id.startswith("video_") else None
+    if job is None or job.owner != owner:
+        raise NotFound(f"No video found with id '{job_id}'", param="video_id")
+    return job
+
+
+class VideoController(Controller):
+    path = "/v1/videos"
+    guards = [client_guard]
+    tags = ["videos"]
+
+    @post("", operation_id="createVideo", status_code=200)
+    async def create(self, request: Request, services: Services) -> Video:
+        fields = await read_fields(request)
+        idempotency_key = request.headers.get("idempotency-key") or None
+        job = build_video_job(
+            fields, owner=request.state.owner, idempotency_key=idempotency_key, settings=services.settings
+        )
+        job, created = await services.jobs.insert(job)
+        if created:
+            try:
+                await asyncio.to_thread(services.enqueue.submit, job.id)
+            except Exception:
+                # The row is committed: the sweeper sends the job again, so the client still gets its 200.
+                log.exception("enqueue of %s failed; the sweeper will retry it", job.id)
+        return video_of(job, services.settings.public_base_url, services.url_key)
+
+    @get("", operation_id="listVideos")
+    async def list_videos(
+        self,
+        request: Request,
+        services: Services,
+        after: str | None = None,
+        limit: int = Parameter(default=20, ge=1, le=100),
+        order: str = Parameter(default="desc", pattern="^(asc|desc)$"),
+    ) -> VideoList:
+        owner = request.state.owner
+        marker = await _own_job(services, after, owner) if after else None
+        jobs = await services.jobs.list_for_owner(
+            owner, limit=limit + 1, after=marker, ascending=order == "asc"
+        )
+        page = [video_of(j, services.settings.public_base_url, services.url_key) for j in jobs[:limit]]
+        return VideoList(
+            data=page,
+            first_id=page[0].id if page else None,
+            last_id=page[-1].id if page else None,
+            has_more=len(jobs) > limit,
+        )
+
+    @get("/{video_id:str}", operation_id="getVideo")
+    async def retrieve(self, request: Request, services: Services, video_id: str) -> Response[Video]:
+        job = await _own_job(services, video_id, request.state.owner)
+        headers = {}
+        if not job.is_terminal:
+            headers["openai-poll-after-ms"] = str(int(services.settings.poll_interval_s * 1000))
+        return Response(video_of(job, services.settings.public_base_url, services.url_key), headers=headers)
+
+    @get("/tasks/{task_id:str}", operation_id="getTask", tags=["tasks"])
+    async def task(self, request: Request, services: Services, task_id: str) -> Task:
+        job = await _own_job(services, task_id, request.state.owner)
+        return task_of(job, services.settings.public_base_url, services.url_key)
+
+
+class VideoContentController(Controller):
+    """Downloads: by client key, or by the signed link in ``data[].url`` (no key needed)."""
+
+    path = "/v1/videos"
+    tags = ["videos"]
+
+    @get("/{video_id:str}/content", operation_id="downloadVideoContent")
+    async def content(
+        self,
+        request: Request,
+        services: Services,
+        video_id: str,
+        variant: str = "video",
+        exp: int | None = None,
+        sig: str | None = None,
+    ) -> Response:
+        job = await self._authorised_job(request, services, video_id, exp, sig)
+        if job.state != JobState.COMPLETED:
+            raise Conflict(
+                "The video is not ready yet; poll GET /v1/videos/{id} until it is completed",
+                code="video_not_ready",
+            )
+        if job.expires_at is not None and job.expires_at < utcnow():
+            raise NotFound("The video has expired", code="expired")
+        if variant not in _VARIANTS and variant != "spritesheet":
+            raise InvalidParam("'variant' must be video, thumbnail or spritesheet", param="variant")
+        key_attr, media_type = _VARIANTS.get(variant, ("", ""))
+        key = getattr(job, key_attr, None) if key_attr else None
+        size = await services.storage.size(key) if key else None
+        if key is None or size is None:
+            raise NotFound(f"This video has no {variant}", code="variant_not_available")
+        return _ranged(services, key, size, media_type, request.headers.get("range"))
+
+    async def _authorised_job(
+        self, request: Request, services: Services, video_id: str, exp: int | None, sig: str | None
+    ) -> Job:
+        owner = client_owner(request)
+        if owner is not None:
+            return await _own_job(services, video_id, owner)
+        if sig is None or exp is None:
+            raise Unauthorized("Incorrect API key provided")
+        if exp < time.time() or not verify(services.url_key, f"{video_id}:{exp}", sig):
+            raise NotFound(f"No video found with id '{video_id}'", param="video_id")
+        job = await services.jobs.get(video_id)
+        if job is None:
+            raise NotFound(f"No video found with id '{video_id}'", param="video_id")
+        return job
+
+
+def _ranged(services: Services, key: str, size: int, media_type: str, header: str | None) -> Response:
+    start, end, status = 0, size - 1, 200
+    headers = {"accept-ranges": "bytes"}
+    match = _RANGE.match(header.strip()) if header else None
+    if header and match and size > 0:
+        first, last = match.groups()
+        if first:
+            start = int(first)
+            end = min(int(last), size - 1) if last else size - 1
+        elif last:
+            start = max(size - int(last), 0)
+        if start > end or start >= size:
+            return Response(
+                b"", status_code=416, headers={"content-range": f"bytes */{size}"}, media_type=media_type
+            )
+        status = 206
+        headers["content-range"] = f"bytes {start}-{end}/{size}"
+    headers["content-length"] = str(end - start + 1)
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in services.storage.read_range(key, start, end):
+            yield chunk
+
+    return Stream(body(), status_code=status, media_type=media_type, headers=headers)

@@ -1,0 +1,215 @@
+"""Job rows: creation and every state change.
+
+Each change is one conditional ``UPDATE … WHERE state IN (…) RETURNING``, so a
+duplicate or late message can never move a job backwards or finish it twice.
+Every change bumps ``seq``, the version subscribers order events by.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.models import Job, JobState
+from shared.timeutil import utcnow
+
+
+def new_video_id() -> str:
+    return "video_" + secrets.token_hex(16)
+
+
+def attempt_entry(account_id: int | None, error_class: str, message: str) -> dict[str, Any]:
+    return {
+        "at": utcnow().isoformat(),
+        "account_id": account_id,
+        "error_class": error_class,
+        "message": message,
+    }
+
+
+class JobRepo:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def insert(self, job: Job) -> tuple[Job, bool]:
+        """Stores a new job; with an idempotency key already used by this owner, returns that job instead."""
+        async with self._sessions() as session:
+            session.add(job)
+            try:
+                await session.commit()
+                return job, True
+            except IntegrityError:
+                await session.rollback()
+                if job.idempotency_key is None:
+                    raise
+        existing = await self.by_idempotency_key(job.owner, job.idempotency_key)
+        if existing is None:
+            raise RuntimeError("idempotency conflict without a matching job")
+        return existing, False
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self._sessions() as session:
+            return await session.get(Job, job_id)
+
+    async def by_idempotency_key(self, owner: str, key: str) -> Job | None:
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.select(Job).where(Job.owner == owner, Job.idempotency_key == key)
+            )
+            return result.scalars().first()
+
+    async def list_for_owner(
+        self, owner: str, *, limit: int, after: Job | None, ascending: bool
+    ) -> list[Job]:
+        query = sa.select(Job).where(Job.owner == owner)
+        order = (Job.created_at, Job.id) if ascending else (Job.created_at.desc(), Job.id.desc())
+        if after is not None:
+            key = sa.tuple_(Job.created_at, Job.id)
+            marker = sa.tuple_(sa.literal(after.created_at), sa.literal(after.id))
+            query = query.where(key > marker if ascending else key < marker)
+        async with self._sessions() as session:
+            result = await session.execute(query.order_by(*order).limit(limit))
+            return list(result.scalars().all())
+
+    async def in_states(self, states: Sequence[str], **filters: Any) -> list[Job]:
+        query = sa.select(Job).where(Job.state.in_(states))
+        for column, value in filters.items():
+            query = query.where(getattr(Job, column) == value)
+        async with self._sessions() as session:
+            result = await session.execute(query.order_by(Job.created_at))
+            return list(result.scalars().all())
+
+    async def transition(
+        self,
+        job_id: str,
+        from_states: Iterable[str],
+        *,
+        attempt: dict[str, Any] | None = None,
+        where: Sequence[sa.ColumnElement[bool]] = (),
+        bump: bool = True,
+        **values: Any,
+    ) -> Job | None:
+        """Applies ``values`` if the job is still in one of ``from_states``; returns the new row or None.
+
+        ``bump`` makes it a new version that the caller publishes; bookkeeping that
+        clients cannot see (``bump=False``) leaves ``seq`` alone, so streams have no gaps.
+        """
+        values.setdefault("updated_at", utcnow())
+        if bump:
+            values["seq"] = Job.seq + 1
+        if attempt is not None:
+            values["attempts"] = Job.attempts.op("||")(sa.type_coerce([attempt], JSONB))
+        statement = (
+            sa.update(Job)
+            .where(Job.id == job_id, Job.state.in_(list(from_states)), *where)
+            .values(**values)
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._sessions() as session:
+            result = await session.execute(statement)
+            row = result.scalars().first()
+            await session.commit()
+            return row
+
+    async def raise_progress(self, job_id: str, progress: int, upstream_status: str | None) -> Job | None:
+        """Progress only goes up (the upstream's can drop between polls); no change, no new version."""
+        return await self.transition(
+            job_id,
+            [JobState.RUNNING],
+            where=[Job.progress < progress],
+            progress=progress,
+            upstream_status=upstream_status,
+            missing_since=None,
+        )
+
+    async def fail(
+        self, job_id: str, code: str, message: str, *, attempt: dict[str, Any] | None = None
+    ) -> Job | None:
+        return await self.transition(
+            job_id,
+            JobState.OPEN,
+            state=JobState.FAILED,
+            error_code=code,
+            error_message=message,
+            completed_at=utcnow(),
+            attempt=attempt,
+        )
+
+    async def park(self, job_id: str) -> None:
+        """No account can take the job now: it waits for dispatch to send it again."""
+        async with self._sessions() as session:
+            await session.execute(
+                sa.update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED).values(enqueued_at=None)
+            )
+            await session.commit()
+
+    async def take_parked(self, kind: str, limit: int) -> list[str]:
+        """Marks up to ``limit`` of the oldest parked jobs as enqueued and returns their ids."""
+        if limit <= 0:
+            return []
+        async with self._sessions() as session:
+            picked = (
+                sa.select(Job.id)
+                .where(Job.kind == kind, Job.state == JobState.QUEUED, Job.enqueued_at.is_(None))
+                .order_by(Job.created_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            result = await session.execute(
+                sa.update(Job).where(Job.id.in_(picked)).values(enqueued_at=utcnow()).returning(Job.id)
+            )
+            ids = list(result.scalars().all())
+            await session.commit()
+            return ids
+
+    async def stale(self, state: str, column: sa.ColumnElement[datetime], older_than: timedelta) -> list[str]:
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.select(Job.id).where(Job.state == state, column < utcnow() - older_than).limit(1000)
+            )
+            return list(result.scalars().all())
+
+    async def touch_enqueued(self, job_ids: Sequence[str]) -> None:
+        if job_ids:
+            async with self._sessions() as session:
+                await session.execute(sa.update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=utcnow()))
+                await session.commit()
+
+    async def overdue(self) -> list[Job]:
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.select(Job).where(Job.state.in_(JobState.OPEN), Job.deadline_at < utcnow()).limit(1000)
+            )
+            return list(result.scalars().all())
+
+    async def accounts_with_running_jobs(self) -> list[int]:
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.select(Job.account_id).where(Job.state == JobState.RUNNING).distinct()
+            )
+            return [row for row in result.scalars().all() if row is not None]
+
+    async def count_active(self, kind: str) -> int:
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.select(sa.func.count()).where(Job.kind == kind, Job.state.in_(JobState.ACTIVE))
+            )
+            return int(result.scalar_one())
+
+    async def task_ids_known(self, task_ids: Sequence[str]) -> set[str]:
+        if not task_ids:
+            return set()
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.select(Job.upstream_task_id).where(Job.upstream_task_id.in_(list(task_ids)))
+            )
+            return {row for row in result.scalars().all() if row}

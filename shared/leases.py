@@ -1,0 +1,85 @@
+"""Account concurrency slots as Redis leases with a TTL.
+
+One sorted set per account and kind: members are job ids, scores the lease
+expiry in milliseconds on the Redis clock. Acquire, renew and release are
+atomic scripts, so any number of workers can share the pool, and a slot held by
+a worker that died frees itself when its lease runs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from shared.names import Keys
+
+# KEYS: candidate lease sets, in order of preference. ARGV: member, ttl_ms, limit_1..limit_n.
+# Takes a slot in the first set that has room (or already holds this member); returns its index, or -1.
+_ACQUIRE_FIRST = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local member = ARGV[1]
+local ttl = tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[i + 2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local held = redis.call('ZSCORE', key, member)
+  if held or (limit > 0 and redis.call('ZCARD', key) < limit) then
+    redis.call('ZADD', key, now + ttl, member)
+    redis.call('PEXPIRE', key, ttl)
+    return i - 1
+  end
+end
+return -1
+"""
+
+# KEYS[1]: a lease set. ARGV: ttl_ms, members… Re-takes (or, after a Redis restart, rebuilds) each slot.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return #ARGV - 1
+"""
+
+_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+class Leases:
+    def __init__(self, redis: Redis, keys: Keys, ttl_s: float) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._ttl_ms = int(ttl_s * 1000)
+        self._acquire = redis.register_script(_ACQUIRE_FIRST)
+        self._renew = redis.register_script(_RENEW)
+        self._count = redis.register_script(_COUNT)
+
+    async def acquire_first(
+        self, kind: str, job_id: str, candidates: Sequence[tuple[int, int]]
+    ) -> int | None:
+        """Take a slot on the first ``(account_id, limit)`` that has one; return that account id."""
+        if not candidates:
+            return None
+        keys = [self._keys.lease(account_id, kind) for account_id, _ in candidates]
+        limits = [limit for _, limit in candidates]
+        index = int(await self._acquire(keys=keys, args=[job_id, self._ttl_ms, *limits]))
+        return None if index < 0 else candidates[index][0]
+
+    async def renew(self, account_id: int, kind: str, job_ids: Sequence[str]) -> None:
+        if job_ids:
+            await self._renew(keys=[self._keys.lease(account_id, kind)], args=[self._ttl_ms, *job_ids])
+
+    async def release(self, account_id: int, kind: str, job_id: str) -> None:
+        await self._redis.zrem(self._keys.lease(account_id, kind), job_id)
+
+    async def in_use(self, account_id: int, kind: str) -> int:
+        return int(await self._count(keys=[self._keys.lease(account_id, kind)]))

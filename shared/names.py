@@ -1,0 +1,41 @@
+"""Every name other systems depend on, in one place.
+
+Flower, KEDA and dashboards read task and queue names; the SSE relay and the
+workers agree on channels and keys through these functions.
+"""
+
+from __future__ import annotations
+
+# Celery task names (stable: they appear in Flower and in queued messages).
+TASK_VIDEO_SUBMIT = "videos.submit"
+TASK_VIDEO_FINALIZE = "videos.finalize"
+TASK_POLL_TICK = "poll.tick"
+TASK_POLL_ACCOUNT = "poll.account"
+TASK_SWEEP = "jobs.sweep"
+TASK_DISPATCH = "jobs.dispatch"
+
+# Celery queues: submits and finalizes are short, polls are frequent and tiny.
+QUEUE_SUBMIT = "submit"
+QUEUE_POLL = "poll"
+QUEUE_FINALIZE = "finalize"
+QUEUE_MAINTENANCE = "maintenance"
+ALL_QUEUES = (QUEUE_SUBMIT, QUEUE_POLL, QUEUE_FINALIZE, QUEUE_MAINTENANCE)
+
+
+class Keys:
+    """Redis keys and channels, all under the configured prefix."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def job_channel(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def lease(self, account_id: int, kind: str) -> str:
+        return f"{self.prefix}lease:{account_id}:{kind}"
+
+    def poll_guard(self, account_id: int) -> str:
+        return f"{self.prefix}poll:{account_id}"
+
+    def pattern(self) -> str:
+        return f"{self.prefix}*"

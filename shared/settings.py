@@ -1,0 +1,104 @@
+"""Typed settings, read once from the environment and passed in.
+
+Nothing here connects anywhere; ``Settings.from_env()`` only parses.
+Every field is an environment variable of the same name in upper case;
+``.env.example`` lists them all with their defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import msgspec
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # Our own infrastructure
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/sora_gateway"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prepended to every Redis key, channel and Celery queue; empty in production.
+    redis_prefix: str = ""
+
+    # Access
+    api_keys: str = ""
+    admin_key: str = ""
+    # Encrypts account secrets at rest (any string; a Fernet key is derived from it).
+    encryption_key: str = ""
+
+    # Upstream hosts: each its own setting so one simulator can stand in for all.
+    sora_backend_url: str = "https://sora.chatgpt.com/backend"
+    sora_web_url: str = "https://sora.chatgpt.com"
+    openai_auth_url: str = "https://auth.openai.com"
+    # none | static:<value> | http(s)://<operator sentinel service>
+    sentinel_provider: str = "none"
+    # Hosts media may be downloaded from, besides the backend's own host.
+    media_allowed_hosts: str = "videos.openai.com"
+    upstream_timeout_s: float = 120.0
+    create_timeout_s: float = 30.0
+
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"
+    media_dir: str = ".data/media"
+    media_ttl_s: int = 86400
+    max_media_bytes: int = 512 * 1024 * 1024
+    # Signs the download links in Video.data[].url; defaults to a value derived from encryption_key.
+    url_signing_key: str = ""
+    log_level: str = "INFO"
+
+    # Job engine
+    poll_interval_s: float = 3.0
+    job_deadline_s: int = 3600
+    # How long a task may be in neither the pending list nor the drafts before it counts as lost.
+    draft_grace_s: float = 300.0
+    sweep_interval_s: float = 15.0
+    # A queued job whose message has not been picked up after this long is enqueued again.
+    requeue_after_s: float = 60.0
+    max_submit_attempts: int = 5
+    worker_concurrency: int = 4
+    beat_schedule_file: str = ".data/celerybeat-schedule"
+
+    # Bundled simulator (used by `make run` and the tests)
+    sim_port: int = 8765
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        raw: dict[str, object] = {}
+        for field in msgspec.structs.fields(cls):
+            value = env.get(field.name.upper())
+            if value is not None and value != "":
+                raw[field.name] = value
+        raw.update(overrides)
+        return msgspec.convert(raw, cls, strict=False)
+
+    # Derived values -------------------------------------------------------
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(_split(self.api_keys))
+
+    @property
+    def media_hosts(self) -> frozenset[str]:
+        hosts = set(_split(self.media_allowed_hosts))
+        backend_host = urlsplit(self.sora_backend_url).hostname
+        if backend_host:
+            hosts.add(backend_host)
+        return frozenset(h.lower() for h in hosts)
+
+    @property
+    def lease_ttl_s(self) -> int:
+        # Renewed on every poll tick; long enough to survive a few missed ticks.
+        return int(max(60.0, self.poll_interval_s * 10))
+
+    @property
+    def sync_database_url(self) -> str:
+        """The same database for tools that want a plain libpq URL (asyncpg.connect, psql)."""
+        return self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)

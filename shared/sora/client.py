@@ -1,0 +1,193 @@
+"""The Sora web backend over httpx: one place for hosts, headers, timeouts and errors.
+
+Every non-2xx answer and every transport failure is raised as a typed
+``UpstreamError`` from ``shared.sora.errors``; callers react by its class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from shared.settings import Settings
+from shared.sora import errors
+from shared.sora.sentinel import SentinelProvider, build_provider
+
+# The Sora Android app's agent: what the upstream has accepted best since the 2026 sentinel wave.
+USER_AGENT = "Sora/1.2026.007 (Android 15; 24122RKC7C; build 2600700)"
+SESSION_COOKIE = "__Secure-next-auth.session-token"
+
+
+class Credentials(msgspec.Struct, frozen=True):
+    account_id: int
+    access_token: str
+    session_token: str | None = None
+    proxy_url: str | None = None
+
+
+class MediaNotAllowed(Exception):
+    """A media URL points at a host we do not download from."""
+
+
+class SoraClient:
+    def __init__(self, settings: Settings, *, sentinel: SentinelProvider | None = None) -> None:
+        self._settings = settings
+        self._backend = settings.sora_backend_url.rstrip("/")
+        self._clients: dict[str | None, httpx.AsyncClient] = {}
+        self.sentinel = sentinel or build_provider(settings.sentinel_provider, self._client(None))
+        self._drafts_path = "/project_y/profile/drafts/v2"
+
+    def _client(self, proxy_url: str | None) -> httpx.AsyncClient:
+        client = self._clients.get(proxy_url)
+        if client is None:
+            client = httpx.AsyncClient(
+                proxy=proxy_url,
+                timeout=httpx.Timeout(self._settings.upstream_timeout_s, connect=15.0),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json, text/plain, */*"},
+                follow_redirects=False,
+            )
+            self._clients[proxy_url] = client
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    async def _call(
+        self,
+        creds: Credentials,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        request_headers = {"Authorization": f"Bearer {creds.access_token}", **(headers or {})}
+        try:
+            response = await self._client(creds.proxy_url).request(
+                method,
+                self._backend + path,
+                json=json,
+                params=params,
+                headers=request_headers,
+                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:
+            raise errors.classify_transport(exc) from exc
+        if response.status_code >= 400:
+            raise errors.classify(response.status_code, response.headers, response.content)
+        if not response.content:
+            return None
+        try:
+            return msgspec.json.decode(response.content)
+        except msgspec.DecodeError:
+            # A 2xx that is not JSON is a proxy or challenge page: treat it as a bad gateway.
+            raise errors.classify(502, response.headers, response.content) from None
+
+    # Account information -------------------------------------------------------
+
+    async def me(self, creds: Credentials) -> dict[str, Any]:
+        return await self._call(creds, "GET", "/me") or {}
+
+    async def subscriptions(self, creds: Credentials) -> dict[str, Any]:
+        return await self._call(creds, "GET", "/billing/subscriptions") or {}
+
+    async def nf_check(self, creds: Credentials) -> dict[str, Any]:
+        return await self._call(creds, "GET", "/nf/check") or {}
+
+    # Video tasks ---------------------------------------------------------------
+
+    async def create_video(self, creds: Credentials, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST /nf/create; a sentinel rejection refreshes the value and tries once more."""
+        try:
+            return await self._create(creds, payload)
+        except errors.SentinelBlock:
+            await self.sentinel.invalidate(creds.access_token)
+            return await self._create(creds, payload)
+
+    async def _create(self, creds: Credentials, payload: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json", "oai-language": "en-US"}
+        sentinel = await self.sentinel.get(creds.access_token, creds.proxy_url)
+        if sentinel is not None:
+            headers["openai-sentinel-token"] = sentinel.sentinel_token
+            headers["oai-device-id"] = sentinel.device_id
+            if sentinel.user_agent:
+                headers["User-Agent"] = sentinel.user_agent
+        cookie = sentinel.cookie_header if sentinel is not None else None
+        if cookie is None and creds.session_token:
+            cookie = f"{SESSION_COOKIE}={creds.session_token}"
+        if cookie:
+            headers["Cookie"] = cookie
+        answer = await self._call(
+            creds,
+            "POST",
+            "/nf/create",
+            json=payload,
+            headers=headers,
+            timeout_s=self._settings.create_timeout_s,
+        )
+        if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
+            raise errors.classify(502, {}, b"create answered without a task id")
+        return answer
+
+    async def pending(self, creds: Credentials) -> list[dict[str, Any]]:
+        answer = await self._call(creds, "GET", "/nf/pending/v2")
+        return [item for item in answer or [] if isinstance(item, dict)]
+
+    async def drafts(
+        self, creds: Credentials, *, limit: int = 15, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """The newest drafts first; tries the page's current route, then the older one."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        try:
+            answer = await self._call(creds, "GET", self._drafts_path, params=params)
+        except errors.NotFoundUpstream:
+            if self._drafts_path.endswith("/v2"):
+                self._drafts_path = "/project_y/profile/drafts"
+                return await self.drafts(creds, limit=limit, cursor=cursor)
+            raise
+        return answer if isinstance(answer, dict) else {"items": [], "cursor": None}
+
+    # Media ---------------------------------------------------------------------
+
+    def check_media_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not host:
+            raise MediaNotAllowed(f"not a media URL: {url[:80]!r}")
+        if not any(host == allowed or host.endswith("." + allowed) for allowed in self._settings.media_hosts):
+            raise MediaNotAllowed(f"media host {host!r} is not in MEDIA_ALLOWED_HOSTS")
+
+    @asynccontextmanager
+    async def media(self, url: str, *, max_bytes: int) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Streams a signed media URL exactly as given, without our Authorization header."""
+        self.check_media_url(url)
+        try:
+            async with self._client(None).stream(
+                "GET", url, timeout=httpx.Timeout(120.0, connect=15.0)
+            ) as resp:
+                if resp.status_code >= 400:
+                    raise errors.classify(resp.status_code, resp.headers, await resp.aread())
+
+                async def chunks() -> AsyncIterator[bytes]:
+                    seen = 0
+                    async for chunk in resp.aiter_bytes(256 * 1024):
+                        seen += len(chunk)
+                        if seen > max_bytes:
+                            raise errors.classify(502, {}, b"media larger than the download limit")
+                        yield chunk
+
+                yield chunks()
+        except httpx.TransportError as exc:
+            raise errors.classify_transport(exc) from exc

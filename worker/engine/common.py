@@ -1,0 +1,39 @@
+"""Steps shared by the job engine's tasks."""
+
+from __future__ import annotations
+
+import logging
+
+from shared.models import Job
+from worker.context import Context
+
+log = logging.getLogger("worker.engine")
+
+
+async def publish(ctx: Context, job: Job | None, message: str = "") -> None:
+    if job is not None:
+        await ctx.publisher.publish(job, message)
+
+
+async def free_slot(ctx: Context, job: Job) -> None:
+    """The job no longer occupies upstream capacity: give its slot to the next parked job."""
+    if job.account_id is not None:
+        await ctx.pool.leases.release(job.account_id, job.kind, job.id)
+    await dispatch(ctx, job.kind, 1)
+
+
+async def dispatch(ctx: Context, kind: str, limit: int) -> int:
+    ids = await ctx.jobs.take_parked(kind, limit)
+    for job_id in ids:
+        ctx.enqueue.submit(job_id)
+    return len(ids)
+
+
+async def fail(ctx: Context, job: Job, code: str, message: str, attempt: dict | None = None) -> Job | None:
+    failed = await ctx.jobs.fail(job.id, code, message, attempt=attempt)
+    if failed is not None:
+        log.info("job %s failed: %s (%s)", job.id, message, code)
+        await publish(ctx, failed, message)
+        if failed.account_id is not None:
+            await free_slot(ctx, failed)
+    return failed

@@ -1,0 +1,76 @@
+"""videos.finalize: download the finished media into storage and complete the job."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from shared.models import Account, JobState
+from shared.sora import errors
+from shared.sora.client import MediaNotAllowed
+from shared.timeutil import utcnow
+from worker.context import Context
+from worker.engine.common import fail, log, publish
+
+MAX_DOWNLOAD_ATTEMPTS = 5
+
+
+class RetryLater(Exception):
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"retry in {delay:.0f}s")
+        self.delay = delay
+
+
+async def finalize(ctx: Context, job_id: str, attempt: int = 0) -> None:
+    job = await ctx.jobs.get(job_id)
+    if job is None or job.state != JobState.FINALIZING or not job.media_url:
+        return
+    video_key = f"videos/{job.id}/video.mp4"
+    try:
+        async with ctx.sora.media(job.media_url, max_bytes=ctx.settings.max_media_bytes) as chunks:
+            size = await ctx.storage.write(video_key, chunks)
+    except MediaNotAllowed as exc:
+        await fail(ctx, job, "media_host_not_allowed", str(exc))
+        return
+    except errors.UpstreamError as exc:
+        if attempt + 1 >= MAX_DOWNLOAD_ATTEMPTS or exc.reaction is errors.Reaction.FAIL:
+            await fail(ctx, job, "download_failed", "The finished video could not be downloaded")
+            return
+        log.warning("job %s: media download failed (%s), retrying", job.id, exc.error_class)
+        raise RetryLater(min(2**attempt * 2, 60)) from exc
+
+    thumbnail_key = None
+    if job.thumbnail_url:
+        try:
+            async with ctx.sora.media(job.thumbnail_url, max_bytes=16 * 1024 * 1024) as chunks:
+                await ctx.storage.write(f"videos/{job.id}/thumbnail.webp", chunks)
+            thumbnail_key = f"videos/{job.id}/thumbnail.webp"
+        except (errors.UpstreamError, MediaNotAllowed) as exc:
+            log.info("job %s: no thumbnail (%s)", job.id, exc)
+
+    now = utcnow()
+    completed = await ctx.jobs.transition(
+        job.id,
+        [JobState.FINALIZING],
+        state=JobState.COMPLETED,
+        progress=100,
+        video_key=video_key,
+        video_bytes=size,
+        thumbnail_key=thumbnail_key,
+        completed_at=now,
+        expires_at=now + timedelta(seconds=ctx.settings.media_ttl_s),
+    )
+    if completed is None:
+        return
+    log.info("job %s completed (%d bytes)", job.id, size)
+    if completed.account_id is not None:
+        await ctx.pool.update(
+            completed.account_id,
+            video_count=Account.video_count + 1,
+            consecutive_errors=0,
+            quota_remaining=sa.case(
+                (Account.quota_remaining > 0, Account.quota_remaining - 1), else_=Account.quota_remaining
+            ),
+        )
+    await publish(ctx, completed, "Video ready")

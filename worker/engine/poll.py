@@ -1,0 +1,157 @@
+"""Progress collection: one short tick per account, never one loop per job.
+
+``poll.tick`` (beat) enqueues ``poll.account`` for each account with running
+jobs. One ``pending`` request covers all of an account's tasks; the drafts are
+read only when a task has left the pending list.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from shared.models import Job, JobState
+from shared.sora import errors
+from shared.sora.client import Credentials
+from shared.timeutil import utcnow
+from worker.context import Context
+from worker.engine.common import fail, free_slot, log, publish
+
+CONTENT_FILTER_MESSAGE = "The prompt or input was rejected by the content filter"
+MAX_DRAFT_PAGES = 5
+
+
+async def tick(ctx: Context) -> int:
+    """Enqueues one poll per account that has running jobs, unless one is already on its way."""
+    guard_ttl = max(int(ctx.settings.poll_interval_s * 5), 10)
+    sent = 0
+    for account_id in await ctx.jobs.accounts_with_running_jobs():
+        if await ctx.redis.set(ctx.keys.poll_guard(account_id), 1, nx=True, ex=guard_ttl):
+            ctx.enqueue.poll_account(account_id)
+            sent += 1
+    return sent
+
+
+async def poll_account(ctx: Context, account_id: int) -> None:
+    try:
+        await _poll(ctx, account_id)
+    finally:
+        await ctx.redis.delete(ctx.keys.poll_guard(account_id))
+
+
+async def _poll(ctx: Context, account_id: int) -> None:
+    jobs = await ctx.jobs.in_states([JobState.RUNNING], account_id=account_id)
+    if not jobs:
+        return
+    await ctx.pool.leases.renew(account_id, "video", [job.id for job in jobs])
+    account = await ctx.pool.get(account_id)
+    if account is None:
+        return
+    creds = ctx.pool.credentials(account)
+    try:
+        pending = {item.get("id"): item for item in await ctx.sora.pending(creds)}
+    except errors.UpstreamError as exc:
+        # The next tick tries again; the deadline bounds how long that can go on.
+        log.warning("pending poll for account %s failed: %s", account_id, exc.error_class)
+        return
+
+    gone: list[Job] = []
+    for job in jobs:
+        task = pending.get(job.upstream_task_id)
+        if task is None:
+            gone.append(job)
+        else:
+            await _on_pending(ctx, job, task)
+    if gone:
+        drafts = await _drafts_for(ctx, creds, gone)
+        for job in gone:
+            await _on_left_pending(ctx, job, drafts.get(job.upstream_task_id or ""))
+
+
+def _percent(task: dict[str, Any]) -> int:
+    pct = task.get("progress_pct")
+    value = int(float(pct) * 100) if isinstance(pct, int | float) else 0
+    # In progress is 1 to 99 on our side; 100 belongs to a finished, downloaded video.
+    return min(max(value, 1), 99)
+
+
+async def _on_pending(ctx: Context, job: Job, task: dict[str, Any]) -> None:
+    status = str(task.get("status") or "")
+    if status in ("failed", "error"):
+        reason = task.get("failure_reason") or task.get("error_message") or "Generation failed"
+        await fail(ctx, job, "generation_failed", f"The upstream could not generate the video: {reason}")
+        return
+    updated = await ctx.jobs.raise_progress(job.id, _percent(task), status)
+    await publish(ctx, updated)
+
+
+async def _drafts_for(ctx: Context, creds: Credentials, jobs: list[Job]) -> dict[str, dict[str, Any]]:
+    """Drafts by task id; follows the cursor only while older tasks may be further down the list."""
+    wanted = {job.upstream_task_id for job in jobs}
+    oldest = min((job.submitted_at or job.created_at) for job in jobs).timestamp()
+    found: dict[str, dict[str, Any]] = {}
+    cursor: str | None = None
+    for _ in range(MAX_DRAFT_PAGES):
+        try:
+            page = await ctx.sora.drafts(creds, cursor=cursor)
+        except errors.UpstreamError as exc:
+            log.warning("drafts for account %s failed: %s", creds.account_id, exc.error_class)
+            break
+        items = [item for item in page.get("items") or [] if isinstance(item, dict)]
+        for item in items:
+            if item.get("task_id") in wanted:
+                found[item["task_id"]] = item
+        cursor = page.get("cursor")
+        last_created = items[-1].get("created_at") if items else None
+        if (
+            len(found) == len(wanted)
+            or not cursor
+            or not isinstance(last_created, int | float)
+            or last_created < oldest
+        ):
+            break
+    return found
+
+
+def _is_violation(draft: dict[str, Any]) -> bool:
+    return draft.get("kind") == "sora_content_violation" or bool(
+        draft.get("reason_str") or draft.get("markdown_reason_str")
+    )
+
+
+async def _on_left_pending(ctx: Context, job: Job, draft: dict[str, Any] | None) -> None:
+    if draft is not None and _is_violation(draft):
+        await fail(ctx, job, "content_filter", CONTENT_FILTER_MESSAGE)
+        return
+    media_url = (draft or {}).get("downloadable_url") or (draft or {}).get("url")
+    if draft is None or not media_url:
+        await _in_gap(ctx, job)
+        return
+    thumbnail = ((draft.get("encodings") or {}).get("thumbnail") or {}).get("path")
+    finalizing = await ctx.jobs.transition(
+        job.id,
+        [JobState.RUNNING],
+        state=JobState.FINALIZING,
+        generation_id=draft.get("id"),
+        media_url=media_url,
+        thumbnail_url=thumbnail,
+        upstream_status="draft",
+        progress=99,
+        missing_since=None,
+    )
+    if finalizing is None:
+        return
+    ctx.enqueue.finalize(job.id)
+    await publish(ctx, finalizing, "Downloading the video")
+    await free_slot(ctx, finalizing)
+
+
+async def _in_gap(ctx: Context, job: Job) -> None:
+    """In neither list (just finished, draft not listed yet, or lost): wait within a grace period."""
+    now = utcnow()
+    if job.missing_since is None:
+        await ctx.jobs.transition(
+            job.id, [JobState.RUNNING], where=[Job.missing_since.is_(None)], bump=False, missing_since=now
+        )
+    elif now - job.missing_since > timedelta(seconds=ctx.settings.draft_grace_s):
+        await fail(ctx, job, "upstream_lost", "The upstream lost track of the generation")

@@ -1,0 +1,206 @@
+"""videos.submit: lease a slot, create the upstream task, store its id. Short; never waits on the upstream."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+from shared.accounts import quota_fields
+from shared.jobs import attempt_entry
+from shared.models import Account, Job, JobState
+from shared.sora import errors
+from shared.sora.client import Credentials
+from shared.sora.sentinel import SentinelUnavailable
+from shared.timeutil import utcnow
+from worker.context import Context
+from worker.engine.common import fail, log, publish
+
+
+def create_payload(job: Job) -> dict[str, Any]:
+    params = job.params
+    return {
+        "kind": "video",
+        "prompt": params["upstream_prompt"],
+        "orientation": params["orientation"],
+        "size": params["upstream_size"],
+        "n_frames": params["n_frames"],
+        "model": params["upstream_model"],
+        "inpaint_items": [],
+        "style_id": params.get("style_id"),
+        # Sent as null by the web page; some backends reject bodies without them.
+        "remix_target_id": None,
+        "title": None,
+        "project_id": None,
+        "metadata": None,
+        "cameo_ids": None,
+        "cameo_replacements": None,
+        "audio_caption": None,
+        "audio_transcript": None,
+        "video_caption": None,
+        "storyboard_id": None,
+    }
+
+
+def _avoided_accounts(job: Job) -> set[int]:
+    return {a["account_id"] for a in job.attempts if a.get("avoid") and a.get("account_id") is not None}
+
+
+async def submit(ctx: Context, job_id: str) -> None:
+    job = await ctx.jobs.get(job_id)
+    if job is None or job.state not in (JobState.QUEUED, JobState.SUBMITTING):
+        return  # already past this step: a redelivered message has nothing to do
+    if job.state == JobState.SUBMITTING:
+        job = await _resume(ctx, job)
+        if job is None:
+            return
+
+    account = await ctx.pool.lease(
+        job.kind, job.id, requires_pro=bool(job.params.get("requires_pro")), exclude=_avoided_accounts(job)
+    )
+    if account is None:
+        await ctx.jobs.park(job.id)
+        return
+    claimed = await ctx.jobs.transition(
+        job.id,
+        [JobState.QUEUED],
+        bump=False,
+        state=JobState.SUBMITTING,
+        account_id=account.id,
+        submit_started_at=utcnow(),
+    )
+    if claimed is None:
+        await ctx.pool.leases.release(account.id, job.kind, job.id)  # type: ignore[arg-type]
+        return
+    await _create(ctx, claimed, account)
+
+
+async def _create(ctx: Context, job: Job, account: Account) -> None:
+    creds = ctx.pool.credentials(account)
+    try:
+        answer = await ctx.sora.create_video(creds, create_payload(job))
+    except SentinelUnavailable as exc:
+        await _retry_or_fail(ctx, job, account, "sentinel_unavailable", str(exc), avoid=False)
+        return
+    except errors.UpstreamError as exc:
+        if exc.maybe_processed:
+            # The create may have happened even though the answer was lost: look before sending another.
+            task_id = await _find_unclaimed_task(ctx, creds, job)
+            if task_id is not None:
+                await _mark_submitted(ctx, job, account, task_id, {})
+                return
+        await _on_upstream_error(ctx, job, account, exc)
+        return
+    await _mark_submitted(ctx, job, account, answer["id"], answer)
+
+
+async def _mark_submitted(ctx: Context, job: Job, account: Account, task_id: str, answer: dict) -> None:
+    running = await ctx.jobs.transition(
+        job.id,
+        [JobState.SUBMITTING],
+        state=JobState.RUNNING,
+        upstream_task_id=task_id,
+        upstream_status="submitted",
+        submitted_at=utcnow(),
+        progress=1,
+    )
+    if running is None:
+        # Failed or cancelled meanwhile (deadline): the slot is no longer ours to keep.
+        await ctx.pool.leases.release(account.id, job.kind, job.id)  # type: ignore[arg-type]
+        return
+    log.info("job %s submitted as %s on account %s", job.id, task_id, account.id)
+    quota = quota_fields(answer)
+    if quota:
+        await ctx.pool.update(account.id, **quota)  # type: ignore[arg-type]
+    await publish(ctx, running, "Video generation started")
+
+
+async def _on_upstream_error(ctx: Context, job: Job, account: Account, exc: errors.UpstreamError) -> None:
+    log.warning("job %s: create on account %s failed: %s", job.id, account.id, exc.error_class)
+    await _account_reaction(ctx, account, exc)
+    if exc.reaction is errors.Reaction.FAIL:
+        await fail(
+            ctx,
+            job,
+            exc.public_code,
+            exc.public_message,
+            attempt_entry(account.id, exc.error_class, str(exc)),
+        )
+        return
+    avoid = exc.reaction is not errors.Reaction.RETRY
+    delay = exc.retry_after if exc.retry_after is not None else exc.default_wait
+    await _retry_or_fail(ctx, job, account, exc.error_class, exc.public_message, avoid=avoid, delay=delay)
+
+
+async def _retry_or_fail(
+    ctx: Context,
+    job: Job,
+    account: Account,
+    error_class: str,
+    message: str,
+    *,
+    avoid: bool,
+    delay: float | None = None,
+) -> None:
+    attempt = {**attempt_entry(account.id, error_class, message), "avoid": avoid}
+    if len(job.attempts) + 1 >= ctx.settings.max_submit_attempts:
+        await fail(ctx, job, error_class, f"The upstream did not accept the job: {message}", attempt)
+        return
+    requeued = await ctx.jobs.transition(
+        job.id,
+        [JobState.SUBMITTING],
+        state=JobState.QUEUED,
+        account_id=None,
+        enqueued_at=utcnow(),
+        attempt=attempt,
+    )
+    await ctx.pool.leases.release(account.id, job.kind, job.id)  # type: ignore[arg-type]
+    if requeued is not None:
+        await publish(ctx, requeued, "Retrying on another attempt")
+        backoff = delay if delay is not None else min(2 ** len(job.attempts), 30) * (0.5 + random.random())
+        ctx.enqueue.submit(job.id, countdown=backoff)
+
+
+async def _account_reaction(ctx: Context, account: Account, exc: errors.UpstreamError) -> None:
+    values: dict[str, Any] = {"last_error": exc.error_class}
+    if exc.account_fault:
+        values["error_count"] = Account.error_count + 1
+        values["consecutive_errors"] = Account.consecutive_errors + 1
+    if exc.reaction is errors.Reaction.DISABLE:
+        values.update(enabled=False, disabled_reason=exc.account_reason or exc.error_class)
+    elif exc.reaction is errors.Reaction.COOLDOWN:
+        values.update(
+            cooldown_until=utcnow() + timedelta(seconds=exc.retry_after or exc.default_wait or 120),
+            cooldown_reason=exc.account_reason or exc.error_class,
+        )
+    await ctx.pool.update(account.id, **values)  # type: ignore[arg-type]
+
+
+async def _find_unclaimed_task(ctx: Context, creds: Credentials, job: Job) -> str | None:
+    """A task of this account with our prompt that no job owns yet: the answer we never got."""
+    try:
+        pending = await ctx.sora.pending(creds)
+    except errors.UpstreamError:
+        return None
+    prompt = job.params["upstream_prompt"]
+    candidates = [t["id"] for t in pending if t.get("prompt") == prompt and isinstance(t.get("id"), str)]
+    known = await ctx.jobs.task_ids_known(candidates)
+    fresh = [task_id for task_id in candidates if task_id not in known]
+    return fresh[0] if fresh else None
+
+
+async def _resume(ctx: Context, job: Job) -> Job | None:
+    """A submit that died between taking a slot and storing the task id."""
+    started = job.submit_started_at or job.updated_at
+    if utcnow() - started < timedelta(seconds=ctx.settings.create_timeout_s + 15):
+        return None  # another delivery may still be inside its create call
+    account = await ctx.pool.get(job.account_id) if job.account_id is not None else None
+    if account is not None:
+        task_id = await _find_unclaimed_task(ctx, ctx.pool.credentials(account), job)
+        if task_id is not None:
+            await _mark_submitted(ctx, job, account, task_id, {})
+            return None
+        await ctx.pool.leases.release(account.id, job.kind, job.id)  # type: ignore[arg-type]
+    return await ctx.jobs.transition(
+        job.id, [JobState.SUBMITTING], bump=False, state=JobState.QUEUED, account_id=None
+    )

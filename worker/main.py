@@ -1,0 +1,29 @@
+"""The Celery application the worker, beat and Flower processes load: ``celery -A worker.main …``.
+
+Building it reads settings and connects nowhere; connections open lazily in
+each worker child.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery.signals import worker_process_shutdown
+
+from shared.queue import create_celery
+from shared.settings import Settings
+from worker.context import Runtime
+from worker.tasks import register
+
+settings = Settings.from_env()
+app = create_celery(settings)
+runtime = Runtime(settings, app)
+register(app, runtime)
+
+
+@worker_process_shutdown.connect
+def _close_runtime(**_: object) -> None:
+    try:
+        runtime.close()
+    except Exception:  # shutting down: nothing left to tell
+        logging.getLogger(__name__).exception("closing the worker runtime failed")

@@ -1,0 +1,41 @@
+"""Celery tasks: thin wrappers that run the engine's plain async functions.
+
+Each task takes an id, re-reads its row, and is safe to run twice.
+"""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+
+from shared import names
+from worker.context import Runtime
+from worker.engine import finalize, poll, submit, sweep
+
+
+def register(app: Celery, runtime: Runtime) -> None:
+    @app.task(name=names.TASK_VIDEO_SUBMIT, ignore_result=True)
+    def video_submit(job_id: str) -> None:
+        runtime.run(submit.submit, job_id)
+
+    @app.task(name=names.TASK_VIDEO_FINALIZE, bind=True, ignore_result=True, max_retries=None)
+    def video_finalize(self: Task, job_id: str) -> None:
+        try:
+            runtime.run(finalize.finalize, job_id, self.request.retries)
+        except finalize.RetryLater as later:
+            raise self.retry(countdown=later.delay) from None
+
+    @app.task(name=names.TASK_POLL_TICK, ignore_result=True)
+    def poll_tick() -> int:
+        return runtime.run(poll.tick)
+
+    @app.task(name=names.TASK_POLL_ACCOUNT, ignore_result=True)
+    def poll_account(account_id: int) -> None:
+        runtime.run(poll.poll_account, account_id)
+
+    @app.task(name=names.TASK_DISPATCH, ignore_result=True)
+    def dispatch() -> int:
+        return runtime.run(sweep.dispatch_parked)
+
+    @app.task(name=names.TASK_SWEEP, ignore_result=True)
+    def jobs_sweep() -> dict[str, int]:
+        return runtime.run(sweep.sweep)
