@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 
 from api.auth import client_guard
 from api.schemas import Model, ModelList
@@ -33,7 +34,7 @@ class HealthController(Controller):
         return {"status": "ok"}
 
     @get("/readyz", operation_id="readyz")
-    async def readyz(self, services: Services) -> Response[dict[str, str]]:
+    async def readyz(self, services: NamedDependency[Services]) -> Response[dict[str, str]]:
         checks: dict[str, str] = {}
         try:
             async with services.engine.connect() as connection:

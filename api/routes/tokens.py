@@ -6,6 +6,8 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from sqlalchemy.exc import IntegrityError
 
 from api.auth import admin_guard
@@ -88,7 +90,7 @@ class TokenController(Controller):
     tags = ["admin"]
 
     @post("", operation_id="addAccount", status_code=200)
-    async def add(self, data: AccountIn, services: Services) -> AccountOut:
+    async def add(self, data: JSONBody[AccountIn], services: NamedDependency[Services]) -> AccountOut:
         token = _validate(data)
         hashed = token_hash(token)
         async with services.sessions() as session:
@@ -123,7 +125,7 @@ class TokenController(Controller):
         return account_out(account, services)
 
     @get("", operation_id="listAccounts")
-    async def list_accounts(self, services: Services) -> AccountList:
+    async def list_accounts(self, services: NamedDependency[Services]) -> AccountList:
         async with services.sessions() as session:
             result = await session.execute(sa.select(Account).order_by(Account.id))
             return AccountList(data=[account_out(a, services) for a in result.scalars().all()])

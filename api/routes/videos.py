@@ -7,9 +7,11 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
 from api.auth import client_guard, client_owner
@@ -40,7 +42,7 @@ class VideoController(Controller):
     tags = ["videos"]
 
     @post("", operation_id="createVideo", status_code=200)
-    async def create(self, request: Request, services: Services) -> Video:
+    async def create(self, request: Request, services: NamedDependency[Services]) -> Video:
         fields = await read_fields(request)
         idempotency_key = request.headers.get("idempotency-key") or None
         job = build_video_job(
@@ -59,10 +61,10 @@ class VideoController(Controller):
     async def list_videos(
         self,
         request: Request,
-        services: Services,
-        after: str | None = None,
-        limit: int = Parameter(default=20, ge=1, le=100),
-        order: str = Parameter(default="desc", pattern="^(asc|desc)$"),
+        services: NamedDependency[Services],
+        after: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        order: Annotated[str, QueryParameter(pattern="^(asc|desc)$")] = "desc",
     ) -> VideoList:
         owner = request.state.owner
         marker = await _own_job(services, after, owner) if after else None
@@ -78,7 +80,9 @@ class VideoController(Controller):
         )
 
     @get("/{video_id:str}", operation_id="getVideo")
-    async def retrieve(self, request: Request, services: Services, video_id: str) -> Response[Video]:
+    async def retrieve(
+        self, request: Request, services: NamedDependency[Services], video_id: FromPath[str]
+    ) -> Response[Video]:
         job = await _own_job(services, video_id, request.state.owner)
         headers = {}
         if not job.is_terminal:
@@ -86,7 +90,9 @@ class VideoController(Controller):
         return Response(video_of(job, services.settings.public_base_url, services.url_key), headers=headers)
 
     @get("/tasks/{task_id:str}", operation_id="getTask", tags=["tasks"])
-    async def task(self, request: Request, services: Services, task_id: str) -> Task:
+    async def task(
+        self, request: Request, services: NamedDependency[Services], task_id: FromPath[str]
+    ) -> Task:
         job = await _own_job(services, task_id, request.state.owner)
         return task_of(job, services.settings.public_base_url, services.url_key)
 
@@ -101,11 +107,11 @@ class VideoContentController(Controller):
     async def content(
         self,
         request: Request,
-        services: Services,
-        video_id: str,
-        variant: str = "video",
-        exp: int | None = None,
-        sig: str | None = None,
+        services: NamedDependency[Services],
+        video_id: FromPath[str],
+        variant: FromQuery[str] = "video",
+        exp: FromQuery[int | None] = None,
+        sig: FromQuery[str | None] = None,
     ) -> Response:
         job = await self._authorised_job(request, services, video_id, exp, sig)
         if job.state != JobState.COMPLETED:
@@ -125,7 +131,12 @@ class VideoContentController(Controller):
         return _ranged(services, key, size, media_type, request.headers.get("range"))
 
     async def _authorised_job(
-        self, request: Request, services: Services, video_id: str, exp: int | None, sig: str | None
+        self,
+        request: Request,
+        services: NamedDependency[Services],
+        video_id: str,
+        exp: int | None,
+        sig: str | None,
     ) -> Job:
         owner = client_owner(request)
         if owner is not None:
@@ -140,7 +151,9 @@ class VideoContentController(Controller):
         return job
 
 
-def _ranged(services: Services, key: str, size: int, media_type: str, header: str | None) -> Response:
+def _ranged(
+    services: NamedDependency[Services], key: str, size: int, media_type: str, header: str | None
+) -> Response:
     start, end, status = 0, size - 1, 200
     headers = {"accept-ranges": "bytes"}
     match = _RANGE.match(header.strip()) if header else None
