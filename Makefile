@@ -1,0 +1,55 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is a part of them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv from PATH, else the copy pip installs as a module (no download from anywhere but PyPI).
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+ENV_FILE := $(if $(wildcard .env),--env-file .env,)
+RUN := $(UV) run --frozen $(ENV_FILE)
+
+.PHONY: help setup run test test-fast lint fmt migrate api worker beat flower sim clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## install uv if missing and sync the environment from uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+run: setup ## everything at once: migrate, then simulator, API, worker, beat and Flower in one terminal
+	@$(UV) run --frozen python -m dev.run
+
+test: setup ## the whole suite (unit, integration, end-to-end) against real Postgres, Redis and Celery
+	@$(UV) run --frozen pytest
+
+test-fast: setup ## unit and integration tests only
+	@$(UV) run --frozen pytest tests/unit tests/integration
+
+lint: setup ## ruff
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+
+fmt: setup ## format and fix what ruff can
+	@$(UV) run --frozen ruff format .
+	@$(UV) run --frozen ruff check --fix .
+
+migrate: setup ## apply database migrations (DATABASE_URL)
+	@$(RUN) python -m dev.procs migrate
+
+api: setup ## the HTTP API on $$PORT (default 8000)
+	@$(RUN) python -m dev.procs api
+
+worker: setup ## a Celery worker (all queues)
+	@$(RUN) python -m dev.procs worker
+
+beat: setup ## the Celery beat scheduler (poll ticks, dispatch, sweeper): run exactly one
+	@$(RUN) python -m dev.procs beat
+
+flower: setup ## Flower, the Celery dashboard, on $$FLOWER_PORT (default 5555)
+	@$(RUN) python -m dev.procs flower
+
+sim: setup ## the bundled Sora simulator on $$SIM_PORT (default 8765)
+	@$(RUN) python -m dev.procs sim
+
+clean: ## remove local state (.data: embedded databases, media, demo account)
+	rm -rf .data test-artifacts
