@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import asyncpg
+import pytest
+
+from tests.e2e.stack import Stack
+from tests.infra import Services
+
+
+@pytest.fixture(scope="module")
+def make_stack(services: Services) -> Iterator[Callable[..., Stack]]:
+    """Starts stacks for a test module and stops them all when it ends."""
+    started: list[Stack] = []
+
+    def start(name: str, **kwargs) -> Stack:
+        stack = Stack(services, name, **kwargs)
+        started.append(stack)
+        return stack.start()
+
+    yield start
+    for stack in started:
+        stack.stop()
+
+
+def job_row(stack: Stack, job_id: str) -> dict:
+    """The job as Postgres has it (the truth the API answers from)."""
+
+    async def fetch() -> dict:
+        url = stack.env["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
+        connection = await asyncpg.connect(url)
+        try:
+            row = await connection.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
+        finally:
+            await connection.close()
+        return dict(row) if row else {}
+
+    return asyncio.run(fetch())
