@@ -17,6 +17,7 @@ from api.routes.system import HealthController, ModelController
 from api.routes.tokens import TokenController
 from api.routes.videos import VideoContentController, VideoController
 from api.services import Services
+from shared.logs import quiet_libraries
 from shared.settings import Settings
 
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    quiet_libraries()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -100,7 +100,11 @@ class Services:
         url = self._with_database(name)
         env = {**os.environ, "DATABASE_URL": url}
         result = subprocess.run(
-            [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True
+            [sys.executable, "-m", "alembic", "upgrade", "head"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise RuntimeError(f"migrations failed:\n{result.stdout}\n{result.stderr}")

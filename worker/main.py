@@ -10,12 +10,14 @@ import logging
 
 from celery.signals import worker_process_shutdown
 
+from shared.logs import quiet_libraries
 from shared.queue import create_celery
 from shared.settings import Settings
 from worker.context import Runtime
 from worker.tasks import register
 
 settings = Settings.from_env()
+quiet_libraries()
 app = create_celery(settings)
 runtime = Runtime(settings, app)
 register(app, runtime)

@@ -7,13 +7,13 @@ stacks never see each other's jobs or accounts. Process output goes to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,8 +34,15 @@ class Stack:
     api_key = "sk-e2e"
     admin_key = "admin-e2e"
 
-    def __init__(self, services: Services, name: str, *, time_scale: float = 0.03, poll_interval: float = 0.5,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        name: str,
+        *,
+        time_scale: float = 0.03,
+        poll_interval: float = 0.5,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.name = f"{name}-{secrets.token_hex(2)}"
         self.logs = ARTIFACTS / self.name
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -78,7 +85,12 @@ class Stack:
         for name in names or ("sim", "api", "worker", "beat"):
             log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (the child owns it)
             self.procs[name] = subprocess.Popen(
-                command(name), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command(name),
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.wait_ready(*(names or ("sim", "api", "worker")))
         return self
@@ -95,7 +107,9 @@ class Stack:
             while check is not None:
                 proc = self.procs[name]
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.logs / (name + '.log')}")
+                    raise RuntimeError(
+                        f"{name} exited with {proc.returncode}; see {self.logs / (name + '.log')}"
+                    )
                 try:
                     if check():
                         break
@@ -108,10 +122,8 @@ class Stack:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kills the process and all its children at once, as the OOM killer or a node loss would."""
         proc = self.procs.pop(name)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=30)
 
     def stop(self) -> None:
@@ -134,7 +146,9 @@ class Stack:
         response.raise_for_status()
         return response.json()
 
-    def add_account(self, *, plan: str = "chatgpt_plus", video_concurrency: int = 3, **sim_fields: Any) -> dict:
+    def add_account(
+        self, *, plan: str = "chatgpt_plus", video_concurrency: int = 3, **sim_fields: Any
+    ) -> dict:
         """Creates an account on the simulator and adds it to the gateway's pool."""
         seeded = self.sim("POST", "/accounts", json={"plan": plan, **sim_fields})
         response = self.http.post(
@@ -164,12 +178,16 @@ class Stack:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def wait_video(self, video_id: str, *, timeout: float = 60, until: tuple[str, ...] = ("completed", "failed")) -> dict:
+    def wait_video(
+        self, video_id: str, *, timeout: float = 60, until: tuple[str, ...] = ("completed", "failed")
+    ) -> dict:
         deadline = time.monotonic() + timeout
         while True:
             video = self.get_video(video_id)
             if video["status"] in until:
                 return video
             if time.monotonic() > deadline:
-                raise AssertionError(f"{video_id} still {video['status']} after {timeout}s; logs in {self.logs}")
+                raise AssertionError(
+                    f"{video_id} still {video['status']} after {timeout}s; logs in {self.logs}"
+                )
             time.sleep(0.2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -23,7 +24,7 @@ def test_one_slot_means_one_after_the_other(make_stack) -> None:
     assert stats["max_in_flight"][account_id] == 1
     assert stats["creates"][account_id] == 3
     rows = sorted((job_row(stack, i) for i in ids), key=lambda r: r["submitted_at"])
-    for earlier, later in zip(rows, rows[1:], strict=False):
+    for earlier, later in itertools.pairwise(rows):
         # The next create went out only after the previous task had left the upstream's pending list.
         left = stack.sim("GET", f"/tasks/{earlier['upstream_task_id']}")["left_pending_at"]
         assert left is not None and later["submitted_at"].timestamp() >= left - 0.05

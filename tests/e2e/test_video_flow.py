@@ -32,14 +32,17 @@ def client(stack: Stack) -> openai.OpenAI:
 
 
 def test_sdk_create_and_poll_then_download(stack: Stack, client: openai.OpenAI) -> None:
-    video = client.videos.create_and_poll(model="sora-2", prompt="a red fox running through fresh snow", seconds="10")
+    video = client.videos.create_and_poll(
+        model="sora-2", prompt="a red fox running through fresh snow", seconds="10"
+    )
     assert video.status == "completed", video
     assert (video.progress, video.seconds, video.size) == (100, "10", "720x1280")
     assert isinstance(video.completed_at, int) and isinstance(video.expires_at, int)
 
     content = client.videos.download_content(video.id).read()
     task_id = job_row(stack, video.id)["upstream_task_id"]
-    expected = stack.sim("GET", f"/tasks/{task_id}")["video_sha256"]
+    # downloadable_url is the watermarked file; the watermark-free flow is a separate option.
+    expected = stack.sim("GET", f"/tasks/{task_id}")["video_wm_sha256"]
     assert hashlib.sha256(content).hexdigest() == expected
     assert content[4:8] == b"ftyp"  # an MP4, as the simulator made it
 
@@ -53,7 +56,9 @@ def test_every_body_is_strict_and_status_only_moves_forward(stack: Stack) -> Non
     deadline = time.monotonic() + 60
     while seen[-1].status not in ("completed", "failed"):
         assert time.monotonic() < deadline, f"stuck at {seen[-1].status}"
-        response = stack.http.get(f"{stack.api_url}/v1/videos/{created['id']}", headers=stack.client_headers())
+        response = stack.http.get(
+            f"{stack.api_url}/v1/videos/{created['id']}", headers=stack.client_headers()
+        )
         seen.append(strict.video(response.content))
         assert "code" not in response.json()
         time.sleep(0.1)
@@ -71,7 +76,9 @@ def test_every_body_is_strict_and_status_only_moves_forward(stack: Stack) -> Non
     assert download.status_code == 200 and download.content[4:8] == b"ftyp"
 
     # The native task view agrees.
-    task = stack.http.get(f"{stack.api_url}/v1/videos/tasks/{created['id']}", headers=stack.client_headers()).json()
+    task = stack.http.get(
+        f"{stack.api_url}/v1/videos/tasks/{created['id']}", headers=stack.client_headers()
+    ).json()
     assert task["state"] == "succeeded" and task["progress"] == 100 and task["data"]["videos"][0]["url"]
 
 

@@ -48,7 +48,12 @@ async def test_create_answers_a_queued_video_at_once(client: AsyncTestClient, se
 async def test_multipart_like_the_openai_sdk(client: AsyncTestClient) -> None:
     response = await client.post(
         "/v1/videos",
-        files={"prompt": (None, "a cat"), "model": (None, "sora-2"), "seconds": (None, "12"), "size": (None, "1280x720")},
+        files={
+            "prompt": (None, "a cat"),
+            "model": (None, "sora-2"),
+            "seconds": (None, "12"),
+            "size": (None, "1280x720"),
+        },
         headers=CLIENT,
     )
     assert response.status_code == 200, response.text
@@ -165,7 +170,9 @@ async def test_list_pages_through_own_videos(client: AsyncTestClient) -> None:
         ids.append(response.json()["id"])
     first = (await client.get("/v1/videos?limit=2&order=asc", headers=headers)).json()
     assert first["object"] == "list" and first["has_more"] is True
-    rest = (await client.get(f"/v1/videos?limit=100&order=asc&after={first['last_id']}", headers=headers)).json()
+    rest = (
+        await client.get(f"/v1/videos?limit=100&order=asc&after={first['last_id']}", headers=headers)
+    ).json()
     seen = [v["id"] for v in first["data"] + rest["data"]]
     assert [i for i in seen if i in ids] == ids and rest["has_more"] is False
 
@@ -214,13 +221,17 @@ async def _once(payload: bytes):
     yield payload
 
 
-async def test_content_download_with_range_and_signed_link(client: AsyncTestClient, settings: Settings) -> None:
+async def test_content_download_with_range_and_signed_link(
+    client: AsyncTestClient, settings: Settings
+) -> None:
     payload = bytes(range(256)) * 40
     job_id = await _completed_job(settings, payload)
 
     whole = await client.get(f"/v1/videos/{job_id}/content", headers=CLIENT)
     assert whole.status_code == 200 and whole.content == payload
-    assert whole.headers["content-length"] == str(len(payload)) and whole.headers["content-type"] == "video/mp4"
+    assert (
+        whole.headers["content-length"] == str(len(payload)) and whole.headers["content-type"] == "video/mp4"
+    )
 
     part = await client.get(f"/v1/videos/{job_id}/content", headers={**CLIENT, "Range": "bytes=100-199"})
     assert part.status_code == 206 and part.content == payload[100:200]
@@ -231,9 +242,10 @@ async def test_content_download_with_range_and_signed_link(client: AsyncTestClie
     assert beyond.status_code == 416
 
     video = strict.video((await client.get(f"/v1/videos/{job_id}", headers=CLIENT)).content)
-    assert video.status == "completed" and "openai-poll-after-ms" not in (
-        await client.get(f"/v1/videos/{job_id}", headers=CLIENT)
-    ).headers
+    assert (
+        video.status == "completed"
+        and "openai-poll-after-ms" not in (await client.get(f"/v1/videos/{job_id}", headers=CLIENT)).headers
+    )
     link = video.data[0].url.removeprefix(settings.public_base_url)  # type: ignore[index]
     anonymous = await client.get(link)
     assert anonymous.status_code == 200 and anonymous.content == payload

@@ -25,7 +25,9 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
 
 
 def test_values_come_from_the_environment_typed() -> None:
-    settings = Settings.from_env({"POLL_INTERVAL_S": "0.5", "PORT": "9000", "API_KEYS": "a, b,,c", "IGNORED": "x"})
+    settings = Settings.from_env(
+        {"POLL_INTERVAL_S": "0.5", "PORT": "9000", "API_KEYS": "a, b,,c", "IGNORED": "x"}
+    )
     assert settings.poll_interval_s == 0.5 and settings.port == 9000
     assert settings.api_key_set == {"a", "b", "c"}
 
