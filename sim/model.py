@@ -1,0 +1,218 @@
+"""Accounts and video tasks, with every state derived from the clock at read time.
+
+A task's whole life is scheduled when it is created (absolute times on the sim clock), so what a reader
+sees depends only on when it reads, never on how often anyone polled.
+
+Prompt markers (case-insensitive; the first in ``MARKERS`` order wins):
+
+- ``[sim:fail]``: fails when it would start running; listed as ``failed`` with ``failure_reason`` and
+  ``error_message`` for ``failed_linger_s`` (scaled), then gone, no draft.
+- ``[sim:stuck]``: ``queued`` with ``progress_pct`` 0 forever (keeps its concurrency slot forever).
+- ``[sim:lost]``: leaves pending on time and never produces a draft.
+- ``[sim:violation]``: completes, but the draft is ``sora_content_violation`` with no URL fields.
+- ``[sim:nourl]``: the draft appears without ``url``/``downloadable_url``/``encodings`` for one more
+  draft gap, then gets them.
+
+In flight (counts toward the concurrency limit and ``max_in_flight``): from create until the task leaves
+pending, or until it fails (a failed task still listed no longer holds a slot). Quota: one unit per task
+that finishes generating a video (normal, ``nourl`` and ``lost``; not ``fail``/``violation``), charged when
+it leaves pending, in fixed windows of ``quota_reset_s`` (scaled) counted from the account's creation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim.config import SimConfig
+
+# Marker words in a prompt pick a scripted outcome; the first one in this order wins.
+MARKERS = ("fail", "stuck", "lost", "violation", "nourl")
+PLAN_TITLES = {
+    "chatgpt_free": "ChatGPT Free",
+    "chatgpt_plus": "ChatGPT Plus",
+    "chatgpt_pro": "ChatGPT Pro",
+    "chatgpt_team": "ChatGPT Team",
+}
+DIMENSIONS = {"landscape": (640, 352), "portrait": (352, 640), "square": (480, 480)}
+FAILURE_REASON = "Video generation failed. Please try again."
+VIOLATION_REASON = "This content may violate our guardrails concerning similarity to third-party content."
+VIOLATION_MARKDOWN = (
+    "This content may violate our [guardrails](https://openai.com/policies/usage-policies) "
+    "concerning similarity to third-party content."
+)
+# Progress shown while running climbs linearly between these two values.
+RUNNING_START_PCT = 0.1
+RUNNING_END_PCT = 0.95
+
+
+def find_marker(prompt: str) -> str | None:
+    low = prompt.lower()
+    for marker in MARKERS:
+        if f"[sim:{marker}]" in low:
+            return marker
+    return None
+
+
+@dataclass(kw_only=True)
+class Task:
+    id: str
+    seq: int
+    account_id: str
+    generation_id: str
+    prompt: str
+    title: str | None
+    orientation: str
+    n_frames: int
+    model: str
+    size: str
+    style_id: str | None
+    body: dict[str, Any]
+    marker: str | None
+    created_at: float
+    t_queued: float
+    t_running: float
+    t_processing: float
+    # None means never: a stuck task never leaves pending, lost/failed tasks never get a draft.
+    t_left: float | None
+    t_failed: float | None
+    t_draft: float | None
+    t_urls: float | None
+
+    @classmethod
+    def schedule(cls, cfg: SimConfig, now: float, **fields: Any) -> Task:
+        marker = fields["marker"]
+        t_queued = now + cfg.scaled(cfg.preprocessing_s)
+        t_running = t_queued + cfg.scaled(cfg.queued_s)
+        t_processing = t_running + cfg.scaled(cfg.running_s)
+        t_left: float | None = t_processing + cfg.scaled(cfg.processing_s)
+        t_failed = t_draft = t_urls = None
+        gap = cfg.scaled(cfg.draft_gap_s)
+        if marker == "fail":
+            # Fails as it would start running, then stays listed as failed for a while.
+            t_failed = t_running
+            t_left = t_failed + cfg.scaled(cfg.failed_linger_s)
+        elif marker == "stuck":
+            t_left = None
+        elif marker != "lost":
+            assert t_left is not None
+            t_draft = t_left + gap
+            if marker == "nourl":
+                t_urls = t_draft + gap
+            elif marker != "violation":
+                t_urls = t_draft
+        return cls(
+            created_at=now,
+            t_queued=t_queued,
+            t_running=t_running,
+            t_processing=t_processing,
+            t_left=t_left,
+            t_failed=t_failed,
+            t_draft=t_draft,
+            t_urls=t_urls,
+            **fields,
+        )
+
+    @property
+    def flight_end(self) -> float:
+        """When the task stops counting toward the account's concurrency limit."""
+        if self.t_failed is not None:
+            return self.t_failed
+        return math.inf if self.t_left is None else self.t_left
+
+    def in_flight(self, now: float) -> bool:
+        return self.created_at <= now < self.flight_end
+
+    @property
+    def produces_video(self) -> bool:
+        return self.marker not in ("fail", "violation")
+
+    @property
+    def charged_at(self) -> float | None:
+        """When the task used up one unit of quota (a finished video), if ever."""
+        return self.t_left if self.produces_video else None
+
+    def pending_state(self, now: float) -> tuple[str, float | None] | None:
+        """(status, progress_pct) while listed in pending, else None."""
+        if self.t_left is not None and now >= self.t_left:
+            return None
+        if now < self.t_queued:
+            return "preprocessing", None
+        if self.t_failed is not None and now >= self.t_failed:
+            return "failed", None
+        if self.t_left is None or now < self.t_running:
+            return "queued", 0.0
+        if now < self.t_processing:
+            span = self.t_processing - self.t_running
+            frac = (now - self.t_running) / span if span > 0 else 1.0
+            return "running", round(RUNNING_START_PCT + (RUNNING_END_PCT - RUNNING_START_PCT) * frac, 4)
+        return "processing", 1.0
+
+    def draft_visible(self, now: float) -> bool:
+        return self.t_draft is not None and now >= self.t_draft
+
+    def has_urls(self, now: float) -> bool:
+        return self.t_urls is not None and now >= self.t_urls
+
+    def media_ready(self, now: float) -> bool:
+        return self.produces_video and self.t_left is not None and now >= self.t_left
+
+    def status(self, now: float) -> str:
+        """A single word for the control API, covering the time after pending too."""
+        state = self.pending_state(now)
+        if state is not None:
+            return state[0]
+        if self.marker == "fail":
+            return "failed"
+        if self.marker == "lost":
+            return "lost"
+        if not self.draft_visible(now):
+            return "awaiting_draft"
+        if self.marker == "violation":
+            return "content_violation"
+        return "completed" if self.has_urls(now) else "draft_without_url"
+
+    @property
+    def width_height(self) -> tuple[int, int]:
+        return DIMENSIONS.get(self.orientation, DIMENSIONS["landscape"])
+
+
+@dataclass(kw_only=True)
+class Account:
+    id: str
+    user_id: str
+    email: str
+    name: str
+    username: str | None
+    plan: str
+    quota: int
+    max_concurrent: int
+    token_ttl_s: float
+    session_ttl_s: float
+    client_id: str
+    country: str
+    created_at: float
+    session_token: str
+    session_expires_at: float
+    refresh_token: str
+    tasks: list[Task] = field(default_factory=list)
+    creates: int = 0
+    max_in_flight_seen: int = 0
+
+    @property
+    def plan_title(self) -> str:
+        return PLAN_TITLES.get(self.plan, self.plan.replace("_", " ").title())
+
+    def in_flight(self, now: float) -> int:
+        return sum(1 for t in self.tasks if t.in_flight(now))
+
+    def quota_state(self, now: float, window_s: float) -> tuple[int, int]:
+        """(videos remaining in the current window, whole seconds until the window resets)."""
+        if window_s > 0:
+            start = self.created_at + math.floor((now - self.created_at) / window_s) * window_s
+            resets_in = math.ceil(start + window_s - now)
+        else:
+            start, resets_in = self.created_at, 0
+        used = sum(1 for t in self.tasks if (at := t.charged_at) is not None and start <= at <= now)
+        return max(0, self.quota - used), resets_in
