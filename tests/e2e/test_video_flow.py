@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
+import asyncpg
 import httpx
 import msgspec
 import openai
 import pytest
+import redis
 
+from shared.events import decode as decode_event
 from tests import strict
 from tests.e2e.conftest import job_row
 from tests.e2e.stack import Stack
@@ -21,7 +25,7 @@ ORDER = {"queued": 0, "in_progress": 1, "completed": 2, "failed": 2}
 
 @pytest.fixture(scope="module")
 def stack(make_stack) -> Stack:
-    stack = make_stack("flow")
+    stack = make_stack("flow", extra_env={"DRAFT_GRACE_S": "4"})
     stack.add_account(plan="chatgpt_pro")
     return stack
 
@@ -111,3 +115,66 @@ def test_polls_are_per_account_and_carry_no_sentinel(stack: Stack) -> None:
     assert polls <= ticks + 3, (polls, ticks)
     log = stack.sim("GET", "/requests", params={"route": "pending"})
     assert log and all("openai-sentinel-token" not in {k.lower() for k in entry["headers"]} for entry in log)
+
+
+def test_accounts_are_learned_encrypted_and_masked(stack: Stack) -> None:
+    stack.sim("POST", "/faults", json={"fault": "http_500", "route": "nf_check", "count": 1})
+    added = stack.add_account(plan="chatgpt_pro", quota=42, email="learned@example.com")
+    token, account = added["sim"]["access_token"], added["gateway"]
+    # From the JWT's claims and from /me and subscriptions; the failed nf/check is recorded, not fatal.
+    assert account["email"] == "learned@example.com" and isinstance(account["expires_at"], int)
+    assert account["plan_type"] == "chatgpt_pro"
+    assert account["check_errors"] == {"nf_check": "server_error"} and account["quota_remaining"] is None
+    assert account["token"] != token and token not in str(account) and "…" in account["token"]
+
+    listed = stack.http.get(
+        f"{stack.api_url}/api/tokens", headers={"Authorization": f"Bearer {stack.admin_key}"}
+    )
+    assert token not in listed.text and added["sim"]["refresh_token"] not in listed.text
+    again = stack.http.post(
+        f"{stack.api_url}/api/tokens",
+        json={"token": token},
+        headers={"Authorization": f"Bearer {stack.admin_key}"},
+    )
+    assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_token"
+
+    async def stored() -> str:
+        url = stack.env["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
+        connection = await asyncpg.connect(url)
+        try:
+            return str(await connection.fetch("SELECT * FROM accounts"))
+        finally:
+            await connection.close()
+
+    assert token not in asyncio.run(stored())  # encrypted at rest
+
+
+def test_progress_events_on_the_job_channel(stack: Stack) -> None:
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    pubsub = client.pubsub()
+    pubsub.psubscribe(f"{stack.env['REDIS_PREFIX']}job:*")
+    pubsub.get_message(timeout=1)  # the subscription confirmation
+    video_id = stack.create_video(prompt="watch me progress")["id"]
+    events = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (events and events[-1].terminal):
+        message = pubsub.get_message(timeout=1)
+        if message and message["type"] == "pmessage":
+            event = decode_event(message["data"])
+            if event.job_id == video_id:
+                events.append(event)
+    pubsub.close()
+    client.close()
+    assert events and events[-1].status == "completed" and events[-1].progress == 100
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(set(seqs)), seqs  # monotonic, no duplicates
+    assert [e.progress for e in events] == sorted(e.progress for e in events)
+    assert {"in_progress", "completed"} <= {e.status for e in events}
+
+
+def test_drafts_that_arrive_late_or_never(stack: Stack) -> None:
+    late = stack.create_video(prompt="draft without a url at first [sim:nourl]")["id"]
+    lost = stack.create_video(prompt="gone without a trace [sim:lost]")["id"]
+    assert stack.wait_video(late)["status"] == "completed"
+    failed = stack.wait_video(lost)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "upstream_lost"

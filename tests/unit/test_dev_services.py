@@ -45,6 +45,9 @@ def test_parse_dotenv() -> None:
             "SINGLE='single # quoted'",
             'ESCAPED="say \\"hi\\""',
             "INLINE=value # trailing comment",
+            'QUOTED_COMMENT="https://x.example/a"  # real upstream',
+            "SINGLE_COMMENT='raw \\n' # comment",
+            'NEWLINE="a\\nb"',
             "HASH=pass#word",
             "EMPTY=",
             "not a line",
@@ -58,6 +61,9 @@ def test_parse_dotenv() -> None:
         "SINGLE": "single # quoted",
         "ESCAPED": 'say "hi"',
         "INLINE": "value",
+        "QUOTED_COMMENT": "https://x.example/a",
+        "SINGLE_COMMENT": "raw \\n",
+        "NEWLINE": "a\nb",
         "HASH": "pass#word",
         "EMPTY": "",
     }
@@ -269,6 +275,30 @@ def test_supervisor_kills_what_ignores_sigterm_after_the_grace(tmp_path: Path) -
     assert took < 3
 
 
+def test_supervisor_kills_a_grandchild_left_behind(tmp_path: Path) -> None:
+    # Only the leader gets SIGTERM (Celery's warm shutdown); a grandchild that outlives it
+    # still holds the output pipe, and goes with the group's SIGKILL after the grace.
+    grandchild = "import time; print('ready', flush=True); time.sleep(60)"
+    leader = (
+        "import subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {grandchild!r}]); time.sleep(60)"
+    )
+
+    async def scenario() -> tuple[dict[str, int | None], bool, float]:
+        out = Ready(1)
+        sup = Supervisor(env={}, cwd=tmp_path, out=out, color=False)
+        await sup.start("leader", [sys.executable, "-c", leader])
+        await asyncio.wait_for(out.event.wait(), 10)
+        started = time.monotonic()
+        codes = await sup.stop(grace=0.5)
+        return codes, sup.children["leader"].pump.done(), time.monotonic() - started
+
+    codes, pipe_closed, took = asyncio.run(scenario())
+    assert codes == {"leader": -15}
+    assert pipe_closed
+    assert took < 3
+
+
 def test_supervisor_stop_hurries(tmp_path: Path) -> None:
     async def scenario() -> float:
         out = Ready(1)
@@ -355,7 +385,15 @@ def test_demo_account_is_created_once_then_registered_again(tmp_path: Path) -> N
     ]
 
     assert _demo(stack, path) == "Demo account: demo@example.com (chatgpt_pro), already in the gateway"
-    assert stack.sim_bodies[1] == {"access_token": "at-1", "plan": "chatgpt_pro", "quota": 1000}
+    assert stack.sim_bodies[1] == {
+        "access_token": "at-1",
+        "plan": "chatgpt_pro",
+        "quota": 1000,
+        "email": "demo@example.com",
+        "session_token": "st",
+        "refresh_token": "rt",
+        "client_id": "cid",
+    }
     assert json.loads(path.read_text())["access_token"] == "at-1"
 
 
