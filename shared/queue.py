@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from shared import names
 from shared.settings import Settings
@@ -43,9 +43,10 @@ def create_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celer
             # Unacked messages come back after this long; resumable tasks make that safe.
             "visibility_timeout": 600,
         },
-        task_queues=[Queue(q) for q in names.ALL_QUEUES],
+        # Each queue its own direct exchange and key, so a message can only ever land in one queue.
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in names.ALL_QUEUES],
         task_default_queue=names.QUEUE_MAINTENANCE,
-        task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
+        task_routes={name: {"queue": queue, "routing_key": queue} for name, queue in ROUTES.items()},
         task_soft_time_limit=300,
         task_time_limit=360,
         beat_schedule_filename=settings.beat_schedule_file,

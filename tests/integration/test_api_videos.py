@@ -10,6 +10,7 @@ from litestar.testing import AsyncTestClient
 
 from shared.db import create_engine, create_sessionmaker
 from shared.models import Job, JobState
+from shared.secrets import key_fingerprint
 from shared.settings import Settings
 from shared.storage import LocalStorage
 from shared.timeutil import utcnow
@@ -199,7 +200,7 @@ async def _completed_job(settings: Settings, payload: bytes) -> str:
             Job(
                 id=job_id,
                 kind="video",
-                owner=__import__("shared.secrets", fromlist=["x"]).key_fingerprint("sk-test-one"),
+                owner=key_fingerprint("sk-test-one"),
                 state=JobState.COMPLETED,
                 progress=100,
                 model="sora-2",
