@@ -16,12 +16,13 @@ from api.errors import EXCEPTION_HANDLERS
 from api.routes.system import HealthController, ModelController
 from api.routes.tokens import TokenController
 from api.routes.videos import VideoContentController, VideoController
-from api.services import Services
 from shared.logs import quiet_libraries
+from shared.queue import create_celery
+from shared.resources import Resources
 from shared.settings import Settings
 
 
-def _services(state: State) -> Services:
+def _services(state: State) -> Resources:
     return state.services
 
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.services = Services.build(settings)
+        app.state.services = Resources.build(settings, create_celery(settings), db_pool_size=10)
         try:
             yield
         finally:

@@ -8,8 +8,8 @@ from litestar.di import NamedDependency
 
 from api.auth import client_guard
 from api.schemas import Model, ModelList
-from api.services import Services
 from shared.modelids import list_models
+from shared.resources import Resources
 
 # Fixed so the list is the same on every replica and every call.
 _MODELS_CREATED = 1759276800
@@ -34,7 +34,7 @@ class HealthController(Controller):
         return {"status": "ok"}
 
     @get("/readyz", operation_id="readyz")
-    async def readyz(self, services: NamedDependency[Services]) -> Response[dict[str, str]]:
+    async def readyz(self, services: NamedDependency[Resources]) -> Response[dict[str, str]]:
         checks: dict[str, str] = {}
         try:
             async with services.engine.connect() as connection:

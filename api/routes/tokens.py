@@ -12,16 +12,16 @@ from sqlalchemy.exc import IntegrityError
 
 from api.auth import admin_guard
 from api.schemas import AccountIn, AccountList, AccountOut
-from api.services import Services
 from shared import accounts
 from shared.errors import Conflict, InvalidParam
 from shared.models import Account
+from shared.resources import Resources
 from shared.secrets import mask, token_hash
 from shared.sora.client import Credentials
 from shared.timeutil import epoch
 
 
-def account_out(account: Account, services: Services) -> AccountOut:
+def account_out(account: Account, services: Resources) -> AccountOut:
     box = services.box
     assert account.id is not None
     return AccountOut(
@@ -90,7 +90,7 @@ class TokenController(Controller):
     tags = ["admin"]
 
     @post("", operation_id="addAccount", status_code=200)
-    async def add(self, data: JSONBody[AccountIn], services: NamedDependency[Services]) -> AccountOut:
+    async def add(self, data: JSONBody[AccountIn], services: NamedDependency[Resources]) -> AccountOut:
         token = _validate(data)
         hashed = token_hash(token)
         async with services.sessions() as session:
@@ -125,7 +125,7 @@ class TokenController(Controller):
         return account_out(account, services)
 
     @get("", operation_id="listAccounts")
-    async def list_accounts(self, services: NamedDependency[Services]) -> AccountList:
+    async def list_accounts(self, services: NamedDependency[Resources]) -> AccountList:
         async with services.sessions() as session:
             result = await session.execute(sa.select(Account).order_by(Account.id))
             return AccountList(data=[account_out(a, services) for a in result.scalars().all()])

@@ -16,10 +16,10 @@ from litestar.response import Stream
 
 from api.auth import client_guard, client_owner
 from api.schemas import Task, Video, VideoList, task_of, video_of
-from api.services import Services
 from api.video_requests import build_video_job, read_fields
 from shared.errors import Conflict, InvalidParam, NotFound, Unauthorized
 from shared.models import Job, JobState
+from shared.resources import Resources
 from shared.secrets import verify
 from shared.timeutil import utcnow
 
@@ -29,7 +29,7 @@ _VARIANTS = {"video": ("video_key", "video/mp4"), "thumbnail": ("thumbnail_key",
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-async def _own_job(services: Services, job_id: str, owner: str) -> Job:
+async def _own_job(services: Resources, job_id: str, owner: str) -> Job:
     job = await services.jobs.get(job_id) if job_id.startswith("video_") else None
     if job is None or job.owner != owner:
         raise NotFound(f"No video found with id '{job_id}'", param="video_id")
@@ -42,7 +42,7 @@ class VideoController(Controller):
     tags = ["videos"]
 
     @post("", operation_id="createVideo", status_code=200)
-    async def create(self, request: Request, services: NamedDependency[Services]) -> Video:
+    async def create(self, request: Request, services: NamedDependency[Resources]) -> Video:
         fields = await read_fields(request)
         idempotency_key = request.headers.get("idempotency-key") or None
         job = build_video_job(
@@ -61,7 +61,7 @@ class VideoController(Controller):
     async def list_videos(
         self,
         request: Request,
-        services: NamedDependency[Services],
+        services: NamedDependency[Resources],
         after: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         order: Annotated[str, QueryParameter(pattern="^(asc|desc)$")] = "desc",
@@ -81,7 +81,7 @@ class VideoController(Controller):
 
     @get("/{video_id:str}", operation_id="getVideo")
     async def retrieve(
-        self, request: Request, services: NamedDependency[Services], video_id: FromPath[str]
+        self, request: Request, services: NamedDependency[Resources], video_id: FromPath[str]
     ) -> Response[Video]:
         job = await _own_job(services, video_id, request.state.owner)
         headers = {}
@@ -91,7 +91,7 @@ class VideoController(Controller):
 
     @get("/tasks/{task_id:str}", operation_id="getTask", tags=["tasks"])
     async def task(
-        self, request: Request, services: NamedDependency[Services], task_id: FromPath[str]
+        self, request: Request, services: NamedDependency[Resources], task_id: FromPath[str]
     ) -> Task:
         job = await _own_job(services, task_id, request.state.owner)
         return task_of(job, services.settings.public_base_url, services.url_key)
@@ -107,7 +107,7 @@ class VideoContentController(Controller):
     async def content(
         self,
         request: Request,
-        services: NamedDependency[Services],
+        services: NamedDependency[Resources],
         video_id: FromPath[str],
         variant: FromQuery[str] = "video",
         exp: FromQuery[int | None] = None,
@@ -133,7 +133,7 @@ class VideoContentController(Controller):
     async def _authorised_job(
         self,
         request: Request,
-        services: NamedDependency[Services],
+        services: NamedDependency[Resources],
         video_id: str,
         exp: int | None,
         sig: str | None,
@@ -152,7 +152,7 @@ class VideoContentController(Controller):
 
 
 def _ranged(
-    services: NamedDependency[Services], key: str, size: int, media_type: str, header: str | None
+    services: NamedDependency[Resources], key: str, size: int, media_type: str, header: str | None
 ) -> Response:
     start, end, status = 0, size - 1, 200
     headers = {"accept-ranges": "bytes"}
