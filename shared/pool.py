@@ -73,10 +73,12 @@ class Pool:
                     return account
         return None
 
-    async def any_eligible(self, kind: str, *, requires_pro: bool = False) -> bool:
+    async def any_eligible(
+        self, kind: str, *, requires_pro: bool = False, exclude: Collection[int] = ()
+    ) -> bool:
         async with self._sessions() as session:
             result = await session.execute(
-                sa.select(sa.func.count()).select_from(Account).where(*_eligible(kind, requires_pro, ()))
+                sa.select(sa.func.count()).select_from(Account).where(*_eligible(kind, requires_pro, exclude))
             )
             return int(result.scalar_one()) > 0
 

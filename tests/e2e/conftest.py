@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 
 import asyncpg
@@ -31,6 +32,7 @@ def job_row(stack: Stack, job_id: str) -> dict:
     async def fetch() -> dict:
         url = stack.env["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
         connection = await asyncpg.connect(url)
+        await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
         try:
             row = await connection.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
         finally:

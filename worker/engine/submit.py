@@ -42,8 +42,10 @@ def create_payload(job: Job) -> dict[str, Any]:
     }
 
 
-def _avoided_accounts(job: Job) -> set[int]:
-    return {a["account_id"] for a in job.attempts if a.get("avoid") and a.get("account_id") is not None}
+def _avoided_account(job: Job) -> set[int]:
+    """The account the last attempt failed on, when the failure was the account's: retries go elsewhere."""
+    last = job.attempts[-1] if job.attempts else {}
+    return {last["account_id"]} if last.get("avoid") and last.get("account_id") is not None else set()
 
 
 async def submit(ctx: Context, job_id: str) -> None:
@@ -55,9 +57,16 @@ async def submit(ctx: Context, job_id: str) -> None:
         if job is None:
             return
 
-    account = await ctx.pool.lease(
-        job.kind, job.id, requires_pro=bool(job.params.get("requires_pro")), exclude=_avoided_accounts(job)
-    )
+    requires_pro = bool(job.params.get("requires_pro"))
+    avoid = _avoided_account(job)
+    account = await ctx.pool.lease(job.kind, job.id, requires_pro=requires_pro, exclude=avoid)
+    if (
+        account is None
+        and avoid
+        and not await ctx.pool.any_eligible(job.kind, requires_pro=requires_pro, exclude=avoid)
+    ):
+        # The account that just failed is the only one that could ever take the job: better it than none.
+        account = await ctx.pool.lease(job.kind, job.id, requires_pro=requires_pro)
     if account is None:
         await ctx.jobs.park(job.id)
         return
@@ -127,9 +136,13 @@ async def _on_upstream_error(ctx: Context, job: Job, account: Account, exc: erro
             attempt_entry(account.id, exc.error_class, str(exc)),
         )
         return
-    avoid = exc.reaction is not errors.Reaction.RETRY
-    delay = exc.retry_after if exc.retry_after is not None else exc.default_wait
-    await _retry_or_fail(ctx, job, account, exc.error_class, exc.public_message, avoid=avoid, delay=delay)
+    if exc.reaction is errors.Reaction.RETRY:
+        await _retry_or_fail(
+            ctx, job, account, exc.error_class, exc.public_message, avoid=False, delay=exc.wait
+        )
+    else:
+        # The account is cooled down, disabled or skipped: the job moves on to another one right away.
+        await _retry_or_fail(ctx, job, account, exc.error_class, exc.public_message, avoid=True, delay=1.0)
 
 
 async def _retry_or_fail(
@@ -157,7 +170,11 @@ async def _retry_or_fail(
     await ctx.pool.leases.release(account.id, job.kind, job.id)  # type: ignore[arg-type]
     if requeued is not None:
         await publish(ctx, requeued, "Retrying on another attempt")
-        backoff = delay if delay is not None else min(2 ** len(job.attempts), 30) * (0.5 + random.random())
+        backoff = (
+            min(delay, 60.0)
+            if delay is not None
+            else min(2 ** len(job.attempts), 30) * (0.5 + random.random())
+        )
         ctx.enqueue.submit(job.id, countdown=backoff)
 
 
