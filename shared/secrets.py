@@ -9,6 +9,10 @@ import hmac
 from cryptography.fernet import Fernet, InvalidToken
 
 
+class SecretUnreadable(RuntimeError):
+    """A stored secret was sealed with another ENCRYPTION_KEY (or damaged): the account is unusable."""
+
+
 class SecretBox:
     """Encrypts account tokens with a Fernet key derived from the ENCRYPTION_KEY setting."""
 
@@ -28,7 +32,9 @@ class SecretBox:
         try:
             return self._fernet.decrypt(value.encode()).decode()
         except InvalidToken as exc:
-            raise RuntimeError("an account secret cannot be decrypted: was ENCRYPTION_KEY changed?") from exc
+            raise SecretUnreadable(
+                "an account secret cannot be decrypted: was ENCRYPTION_KEY changed?"
+            ) from exc
 
     def open_optional(self, value: str | None) -> str | None:
         return None if value is None else self.open(value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_process_shutdown
+from celery.signals import after_setup_logger, worker_process_shutdown
 
 from shared.logs import quiet_libraries
 from shared.queue import create_celery
@@ -21,6 +21,17 @@ quiet_libraries()
 app = create_celery(settings)
 runtime = Runtime(settings, app)
 register(app, runtime)
+
+
+# Per-task lines for ticks every second drown what matters; Flower shows every task anyway.
+_CHATTY = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+
+
+@after_setup_logger.connect
+def _quiet_task_lines(**_: object) -> None:
+    if settings.log_level.upper() != "DEBUG":
+        for name in _CHATTY:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @worker_process_shutdown.connect

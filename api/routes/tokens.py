@@ -16,13 +16,19 @@ from shared import accounts
 from shared.errors import Conflict, InvalidParam
 from shared.models import Account
 from shared.resources import Resources
-from shared.secrets import mask, token_hash
+from shared.secrets import SecretUnreadable, mask, token_hash
 from shared.sora.client import Credentials
 from shared.timeutil import epoch
 
 
+def _masked(services: Resources, sealed: str | None) -> str | None:
+    try:
+        return mask(services.box.open_optional(sealed))
+    except SecretUnreadable:
+        return "<unreadable: sealed with another ENCRYPTION_KEY>"
+
+
 def account_out(account: Account, services: Resources) -> AccountOut:
-    box = services.box
     assert account.id is not None
     return AccountOut(
         id=account.id,
@@ -30,9 +36,9 @@ def account_out(account: Account, services: Resources) -> AccountOut:
         name=account.name,
         username=account.username,
         remark=account.remark,
-        token=mask(box.open(account.access_token_enc)),
-        st=mask(box.open_optional(account.session_token_enc)),
-        rt=mask(box.open_optional(account.refresh_token_enc)),
+        token=_masked(services, account.access_token_enc),
+        st=_masked(services, account.session_token_enc),
+        rt=_masked(services, account.refresh_token_enc),
         client_id=account.client_id,
         proxy_url=_mask_proxy(account.proxy_url),
         plan_type=account.plan_type,

@@ -40,3 +40,17 @@ def job_row(stack: Stack, job_id: str) -> dict:
         return dict(row) if row else {}
 
     return asyncio.run(fetch())
+
+
+def execute(stack: Stack, sql: str, *args: object) -> str:
+    """Changes the database behind the stack's back, as an operator or a bad migration might."""
+
+    async def run() -> str:
+        url = stack.env["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
+        connection = await asyncpg.connect(url)
+        try:
+            return await connection.execute(sql, *args)
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())

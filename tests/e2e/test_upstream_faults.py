@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import job_row
+from tests.e2e.conftest import execute, job_row
 from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -53,3 +53,24 @@ def test_heavy_load_cools_the_account_and_the_job_moves_on(stack: Stack) -> None
     cooled = [a for a in accounts if a["cooldown_reason"]]
     assert len(cooled) == 1 and cooled[0]["id"] != row["account_id"]
     assert cooled[0]["enabled"] is True and cooled[0]["consecutive_errors"] == 0  # not the account's fault
+
+
+def test_an_account_whose_secret_cannot_be_read_is_disabled_not_fatal(stack: Stack) -> None:
+    broken = stack.add_account(email="sealed-with-an-old-key@example.com")["gateway"]["id"]
+    execute(
+        stack,
+        "UPDATE accounts SET access_token_enc = 'gAAAAA-not-ours', last_used_at = NULL WHERE id = $1",
+        broken,
+    )
+    # Least recently used first: the broken account is tried first, then the job moves on.
+    video_id = stack.create_video(prompt="skip the unreadable account")["id"]
+    assert stack.wait_video(video_id)["status"] == "completed"
+    attempts = job_row(stack, video_id)["attempts"]
+    assert [(a["account_id"], a["error_class"]) for a in attempts] == [(broken, "secret_unreadable")]
+    accounts = stack.http.get(
+        f"{stack.api_url}/api/tokens", headers={"Authorization": f"Bearer {stack.admin_key}"}
+    )
+    assert accounts.status_code == 200
+    listed = {a["id"]: a for a in accounts.json()["data"]}
+    assert listed[broken]["enabled"] is False and listed[broken]["disabled_reason"] == "secret_unreadable"
+    assert listed[broken]["token"].startswith("<unreadable")

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from shared.models import Job, JobState
+from shared.secrets import SecretUnreadable
 from shared.sora import errors
 from shared.sora.client import Credentials
 from shared.timeutil import utcnow
@@ -47,7 +48,12 @@ async def _poll(ctx: Context, account_id: int) -> None:
     account = await ctx.pool.get(account_id)
     if account is None:
         return
-    creds = ctx.pool.credentials(account)
+    try:
+        creds = ctx.pool.credentials(account)
+    except SecretUnreadable as exc:
+        log.error("account %s: %s; disabling it", account_id, exc)
+        await ctx.pool.update(account_id, enabled=False, disabled_reason="secret_unreadable")
+        return
     try:
         pending = {item.get("id"): item for item in await ctx.sora.pending(creds)}
     except errors.UpstreamError as exc:

@@ -9,6 +9,7 @@ from typing import Any
 from shared.accounts import quota_fields
 from shared.jobs import attempt_entry
 from shared.models import Account, Job, JobState
+from shared.secrets import SecretUnreadable
 from shared.sora import errors
 from shared.sora.client import Credentials
 from shared.sora.sentinel import SentinelUnavailable
@@ -85,7 +86,15 @@ async def submit(ctx: Context, job_id: str) -> None:
 
 
 async def _create(ctx: Context, job: Job, account: Account) -> None:
-    creds = ctx.pool.credentials(account)
+    try:
+        creds = ctx.pool.credentials(account)
+    except SecretUnreadable as exc:
+        log.error("account %s: %s; disabling it", account.id, exc)
+        await ctx.pool.update(account.id, enabled=False, disabled_reason="secret_unreadable")  # type: ignore[arg-type]
+        await _retry_or_fail(
+            ctx, job, account, "secret_unreadable", "No usable account", avoid=True, delay=0.0
+        )
+        return
     try:
         answer = await ctx.sora.create_video(creds, create_payload(job))
     except SentinelUnavailable as exc:
@@ -213,7 +222,10 @@ async def _resume(ctx: Context, job: Job) -> Job | None:
         return None  # another delivery may still be inside its create call
     account = await ctx.pool.get(job.account_id) if job.account_id is not None else None
     if account is not None:
-        task_id = await _find_unclaimed_task(ctx, ctx.pool.credentials(account), job)
+        try:
+            task_id = await _find_unclaimed_task(ctx, ctx.pool.credentials(account), job)
+        except SecretUnreadable:
+            task_id = None
         if task_id is not None:
             await _mark_submitted(ctx, job, account, task_id, {})
             return None
