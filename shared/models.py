@@ -105,6 +105,8 @@ class Job(SQLModel, table=True):
     # Fingerprint of the client key that created the job; jobs are visible to their owner only.
     owner: str = Field(sa_column=Column(Text, nullable=False))
     idempotency_key: str | None = Field(default=None, sa_column=Column(Text))
+    # Fingerprint of the create request, so a reused Idempotency-Key with another body is refused.
+    request_hash: str | None = Field(default=None, sa_column=Column(Text))
 
     state: str = Field(default=JobState.QUEUED, sa_column=Column(Text, nullable=False))
     progress: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
@@ -128,9 +130,13 @@ class Job(SQLModel, table=True):
     generation_id: str | None = Field(default=None, sa_column=Column(Text))
     media_url: str | None = Field(default=None, sa_column=Column(Text))
     thumbnail_url: str | None = Field(default=None, sa_column=Column(Text))
-    video_key: str | None = Field(default=None, sa_column=Column(Text))
+    # Images made in one request (n > 1) share a group; each is its own job and upstream task.
+    group_id: str | None = Field(default=None, sa_column=Column(Text, index=True))
+    # The published post of this job's draft (remix source, watermark-free flow).
+    post_id: str | None = Field(default=None, sa_column=Column(Text))
+    media_key: str | None = Field(default=None, sa_column=Column(Text))
     thumbnail_key: str | None = Field(default=None, sa_column=Column(Text))
-    video_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    media_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
 
     error_code: str | None = Field(default=None, sa_column=Column(Text))
     error_message: str | None = Field(default=None, sa_column=Column(Text))
@@ -153,6 +159,8 @@ class Job(SQLModel, table=True):
     missing_since: datetime | None = _ts()
     completed_at: datetime | None = _ts()
     expires_at: datetime | None = _ts()
+    # Deleted by its owner: media removed, the id answers 404.
+    deleted_at: datetime | None = _ts()
     deadline_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
     @property

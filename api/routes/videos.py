@@ -25,7 +25,7 @@ from shared.timeutil import utcnow
 
 log = logging.getLogger("api.videos")
 
-_VARIANTS = {"video": ("video_key", "video/mp4"), "thumbnail": ("thumbnail_key", "image/webp")}
+_VARIANTS = {"video": ("media_key", "video/mp4"), "thumbnail": ("thumbnail_key", "image/webp")}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 

@@ -207,7 +207,7 @@ async def _completed_job(settings: Settings, payload: bytes) -> str:
                 prompt="done",
                 seconds=10,
                 size="720x1280",
-                video_key=f"videos/{job_id}/video.mp4",
+                media_key=f"videos/{job_id}/video.mp4",
                 completed_at=now,
                 expires_at=now + timedelta(hours=1),
                 deadline_at=now + timedelta(hours=1),
