@@ -3,7 +3,15 @@
 An id is a base (``sora-2``, ``sora2pro``, ``gpt-image``, ...) followed by optional
 parts in any order (``landscape``/``portrait``, ``10s``/``15s``/``25s``, ``hd``, ``pro``),
 separated by ``-`` or ``_``. Parsing says what the caller asked for; turning that plus
-the request fields into upstream parameters is :func:`resolve_video_params`.
+the request fields into upstream parameters is :func:`resolve_video_params` and
+:func:`resolve_image_params`.
+
+Extension models (upstream reference, section 7.1) continue an existing draft by 10 or
+15 seconds: ``sora2-extension-10s`` and ``sora2-extension-15s``. ``extension`` belongs to
+the base, so it comes straight after any non-pro video base (``sora-2-extension-15s``,
+``sora-video-extension-10s`` and ``sora_video2-extension-10s`` work too), and the duration
+is then required and is the only part allowed: the extension call takes no model,
+orientation or size, so ``pro``, ``hd`` and an orientation would promise what it cannot do.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from shared.errors import InvalidParam, UnknownModel
 
 Kind = Literal["video", "image"]
 Orientation = Literal["landscape", "portrait"]
+ImageOrientation = Literal["square", "landscape", "portrait"]
 
 
 class ModelSpec(msgspec.Struct, frozen=True):
@@ -27,6 +36,8 @@ class ModelSpec(msgspec.Struct, frozen=True):
     hd: bool
     orientation: Orientation | None
     seconds: int | None
+    # Continues a draft (``gen_…`` in the prompt) by ``seconds``, which is then always 10 or 15.
+    extension: bool = False
 
 
 class VideoParams(msgspec.Struct, frozen=True):
@@ -39,6 +50,15 @@ class VideoParams(msgspec.Struct, frozen=True):
     requires_pro: bool
 
 
+class ImageParams(msgspec.Struct, frozen=True):
+    orientation: ImageOrientation
+    # What the upstream is asked to draw.
+    width: int
+    height: int
+    # What we answer with; see _IMAGE_SIZES.
+    size: str
+
+
 class _Base(msgspec.Struct, frozen=True):
     kind: Kind
     pro: bool
@@ -46,11 +66,17 @@ class _Base(msgspec.Struct, frozen=True):
     # enhance) is one more entry here with its own slots and durations.
     slots: frozenset[str]
     durations: frozenset[int] = frozenset()
+    extension: bool = False
+
+    @property
+    def family(self) -> str:
+        return "extension" if self.extension else self.kind
 
 
 _VIDEO_SLOTS = frozenset({"orientation", "seconds", "hd", "pro"})
 _VIDEO_DURATIONS = frozenset({10, 15, 25})
 _IMAGE_SLOTS = frozenset({"orientation"})
+_EXTENSION = _Base("video", False, frozenset({"seconds"}), frozenset({10, 15}), extension=True)
 
 # Keys are the base's tokens after normalisation (lower case, "_" read as "-").
 _BASES: dict[tuple[str, ...], _Base] = {
@@ -62,6 +88,10 @@ _BASES: dict[tuple[str, ...], _Base] = {
     ("sora", "video2"): _Base("video", False, _VIDEO_SLOTS, _VIDEO_DURATIONS),
     ("sora", "image"): _Base("image", False, _IMAGE_SLOTS),
     ("gpt", "image"): _Base("image", False, _IMAGE_SLOTS),
+    ("sora2", "extension"): _EXTENSION,
+    ("sora", "2", "extension"): _EXTENSION,
+    ("sora", "video", "extension"): _EXTENSION,
+    ("sora", "video2", "extension"): _EXTENSION,
 }
 _LONGEST_BASE = max(len(k) for k in _BASES)
 
@@ -83,6 +113,19 @@ _HD_SIZE_ORIENTATION: dict[str, Orientation] = {v: k for k, v in _HD_SIZES.items
 
 # Clients ask for durations the upstream does not make; round up to the next real one.
 _SECONDS_MAP = {4: 10, 8: 10, 10: 10, 12: 15, 15: 15, 25: 25}
+
+# The upstream draws images 360 px on the short side, 3:2 when not square (upstream reference, section 4.1).
+_IMAGE_UPSTREAM: dict[ImageOrientation, tuple[int, int]] = {
+    "square": (360, 360),
+    "landscape": (540, 360),
+    "portrait": (360, 540),
+}
+# We report gpt-image-1's sizes: OpenAI clients know them, and they have the same shapes (1:1, 3:2, 2:3).
+_IMAGE_SIZES: dict[ImageOrientation, str] = {
+    "square": "1024x1024",
+    "landscape": "1536x1024",
+    "portrait": "1024x1536",
+}
 
 _SIZE_RE = re.compile(r"(\d{1,5})\s*[x\u00d7*]\s*(\d{1,5})")
 _SECONDS_RE = re.compile(r"(\d+)(?:\.0*)?\s*s?")
@@ -117,7 +160,7 @@ def parse_model(model_id: str) -> ModelSpec:
     for token in tokens[n:]:
         slot, value = _read_part(token, model_id)
         if slot not in base.slots:
-            raise _unknown(model_id, f"'{token}' is not available for {base.kind} models")
+            raise _unknown(model_id, f"'{token}' is not available for {base.family} models")
         if slot in slots:
             raise _unknown(model_id, f"'{token}' repeats or contradicts another part")
         if slot == "seconds" and value not in base.durations:
@@ -126,6 +169,8 @@ def parse_model(model_id: str) -> ModelSpec:
 
     hd = bool(slots.get("hd", False))
     seconds = cast("int | None", slots.get("seconds"))
+    if base.extension and seconds is None:
+        raise _unknown(model_id, "extension models need a duration, 10s or 15s")
     if hd and seconds is not None and seconds not in _HD_DURATIONS:
         raise _unknown(model_id, "HD is available at 10 or 15 seconds only")
     return ModelSpec(
@@ -136,6 +181,7 @@ def parse_model(model_id: str) -> ModelSpec:
         hd=hd,
         orientation=cast("Orientation | None", slots.get("orientation")),
         seconds=seconds,
+        extension=base.extension,
     )
 
 
@@ -163,6 +209,7 @@ def _build_model_list() -> tuple[str, ...]:
     for image in ("sora-image", "gpt-image"):
         ids += [image, *(f"{image}-{o}" for o in orientations)]
     ids.append("sora_image")
+    ids += ["sora2-extension-10s", "sora2-extension-15s"]
     return tuple(dict.fromkeys(ids))
 
 
@@ -199,15 +246,17 @@ def _parse_seconds(value: int | str) -> int:
     return _SECONDS_MAP[raw]
 
 
-def _parse_size(value: str) -> tuple[Orientation | None, bool]:
-    """(orientation, is_hd) of a ``WxH`` size; a square size has no orientation of its own."""
+def _read_size(value: object, examples: str) -> tuple[int, int]:
     text = value.strip().lower() if isinstance(value, str) else ""
     m = _SIZE_RE.fullmatch(text)
     if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
-        raise InvalidParam(
-            f"size must look like WIDTHxHEIGHT, e.g. 720x1280 or 1280x720; got {value!r}.", param="size"
-        )
-    width, height = int(m.group(1)), int(m.group(2))
+        raise InvalidParam(f"size must look like WIDTHxHEIGHT, e.g. {examples}; got {value!r}.", param="size")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _parse_size(value: str) -> tuple[Orientation | None, bool]:
+    """(orientation, is_hd) of a ``WxH`` size; a square size has no orientation of its own."""
+    width, height = _read_size(value, "720x1280 or 1280x720")
     canonical = f"{width}x{height}"
     if canonical in _HD_SIZE_ORIENTATION:
         return _HD_SIZE_ORIENTATION[canonical], True
@@ -238,6 +287,15 @@ def resolve_video_params(
     """
     if spec.kind != "video":
         raise InvalidParam(f"The model '{spec.id}' does not make videos.", param="model")
+    if spec.extension:
+        # Its duration is spec.seconds and it has no size or orientation of its own; falling through would
+        # quietly make a new video instead.
+        raise InvalidParam(
+            f"The model '{spec.id}' is an extension model: extension models continue an existing draft "
+            "(put its gen_... id in the prompt) by the 10 or 15 seconds their name says, "
+            "so they do not make a new video.",
+            param="model",
+        )
 
     size_text, orientation_text, seconds_value = _present(size), _present(orientation), _present(seconds)
     size_orientation: Orientation | None = None
@@ -269,4 +327,25 @@ def resolve_video_params(
         upstream_size="large" if hd else "small",
         upstream_model="sy_ore" if spec.pro else "sy_8",
         requires_pro=spec.pro or hd or duration == 25,
+    )
+
+
+def resolve_image_params(spec: ModelSpec, *, size: str | None = None) -> ImageParams:
+    """Upstream parameters for an image: an explicit ``size`` wins, then the model's orientation, then square.
+
+    Any ``WxH`` is read by its shape (square, wider is landscape, taller is portrait), so DALL-E
+    and gpt-image sizes all work; ``auto`` counts as not given.
+    """
+    if spec.kind != "image":
+        raise InvalidParam(f"The model '{spec.id}' does not make images.", param="model")
+    text = _present(size)
+    orientation: ImageOrientation
+    if text is None or (isinstance(text, str) and text.lower() == "auto"):
+        orientation = spec.orientation or "square"
+    else:
+        width, height = _read_size(text, "1024x1024, 1536x1024 or 1024x1536 (or auto)")
+        orientation = "square" if width == height else "landscape" if width > height else "portrait"
+    upstream_width, upstream_height = _IMAGE_UPSTREAM[orientation]
+    return ImageParams(
+        orientation=orientation, width=upstream_width, height=upstream_height, size=_IMAGE_SIZES[orientation]
     )

@@ -37,6 +37,8 @@ class SimConfig:
     running_s: float = 60.0
     processing_s: float = 5.0
     draft_gap_s: float = 2.0
+    image_queued_s: float = 2.0
+    image_running_s: float = 8.0
     # How long a failed task stays listed in pending before it vanishes.
     failed_linger_s: float = 60.0
     # Length of the quota window; quota refills when it rolls over.
@@ -73,6 +75,8 @@ class SimConfig:
             "SIM_RUNNING_S": "running_s",
             "SIM_PROCESSING_S": "processing_s",
             "SIM_DRAFT_GAP_S": "draft_gap_s",
+            "SIM_IMAGE_QUEUED_S": "image_queued_s",
+            "SIM_IMAGE_RUNNING_S": "image_running_s",
             "SIM_FAILED_LINGER_S": "failed_linger_s",
             "SIM_QUOTA_RESET_S": "quota_reset_s",
         }

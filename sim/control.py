@@ -53,7 +53,7 @@ def control_router(sim: SimState) -> Router:
     @get("/accounts")
     async def list_accounts() -> Response[Any]:
         with sim.lock:
-            return json_response([sim.account_status(a) for a in sim.accounts.values()])
+            return json_response([sim.account_status(a) for a in sim.accounts.values() if not a.hidden])
 
     @get("/accounts/{account_id:str}")
     async def get_account(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -179,18 +179,59 @@ def control_router(sim: SimState) -> Router:
     async def list_tasks(request: Request[Any, Any, Any]) -> Response[Any]:
         account = request.query_params.get("account")
         with sim.lock:
+            every = [*sim.tasks.values(), *sim.image_tasks.values()]
             return json_response(
-                [sim.task_status(t) for t in sim.tasks.values() if not account or t.account_id == account]
+                [sim.task_status(t) for t in every if not account or t.account_id == account]
             )
 
     @get("/tasks/{task_id:str}")
     async def get_task(request: Request[Any, Any, Any]) -> Response[Any]:
         task_id = request.path_params["task_id"]
         with sim.lock:
-            task = sim.tasks.get(task_id)
+            task = sim.tasks.get(task_id) or sim.image_tasks.get(task_id)
             if task is None:
                 return _problem(f"no task {task_id}", 404)
             return json_response(sim.task_status(task))
+
+    @get("/uploads/{upload_id:str}")
+    async def get_upload(request: Request[Any, Any, Any]) -> Response[Any]:
+        upload_id = request.path_params["upload_id"]
+        with sim.lock:
+            upload = sim.uploads.get(upload_id)
+            if upload is None:
+                return _problem(f"no upload {upload_id}", 404)
+            return json_response(sim.upload_status(upload))
+
+    @post("/posts")
+    async def seed_post(request: Request[Any, Any, Any]) -> Response[Any]:
+        data = await _object(request, required=False)
+        if isinstance(data, Response):
+            return data
+        with sim.lock:
+            try:
+                post = sim.seed_post(data)
+            except LookupError as exc:
+                return _problem(str(exc.args[0]), 404)
+            except ValueError as exc:
+                return _problem(str(exc))
+            return json_response(sim.post_status(post))
+
+    @get("/posts")
+    async def list_posts(request: Request[Any, Any, Any]) -> Response[Any]:
+        account = request.query_params.get("account")
+        with sim.lock:
+            return json_response(
+                [sim.post_status(p) for p in sim.posts.values() if not account or p.account_id == account]
+            )
+
+    @get("/posts/{post_id:str}")
+    async def get_post(request: Request[Any, Any, Any]) -> Response[Any]:
+        post_id = request.path_params["post_id"]
+        with sim.lock:
+            post = sim.posts.get(post_id)
+            if post is None:
+                return _problem(f"no post {post_id}", 404)
+            return json_response(sim.post_status(post))
 
     @post("/sentinel/revoke")
     async def revoke_sentinel() -> Response[Any]:
@@ -223,6 +264,10 @@ def control_router(sim: SimState) -> Router:
             stats,
             list_tasks,
             get_task,
+            get_upload,
+            seed_post,
+            list_posts,
+            get_post,
             revoke_sentinel,
             reset,
         ],

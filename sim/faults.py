@@ -2,7 +2,8 @@
 
 A fault matches by account and route (None means any), fires for the next ``count`` matching requests
 (None: until deleted) and/or with a ``probability``. ``slow`` only delays and lets the request go on;
-``create_then_*`` let ``nf/create`` really create the task before spoiling the answer.
+``create_then_*`` let a create call (``nf/create``, storyboard, extension, ``video_gen``, publish) really
+create the task or post before spoiling the answer.
 """
 
 from __future__ import annotations
@@ -27,14 +28,26 @@ ROUTES = (
     "session",
     "oauth_token",
     "sentinel",
+    "video_gen",
+    "recent_tasks",
+    "uploads",
+    "file_upload",
+    "nf_create_storyboard",
+    "extension",
+    "post_create",
+    "post_delete",
+    "post_get",
+    "parser",
 )
-# Faults that only make sense on one route never match any other.
+# The calls that make something upstream, where a lost or late answer leaves it behind.
+CREATE_ROUTES = ("nf_create", "nf_create_storyboard", "extension", "video_gen", "post_create")
+# Faults that only make sense on some routes never match any other.
 ROUTE_ONLY = {
-    "create_then_500": "nf_create",
-    "create_then_slow": "nf_create",
-    "media_404": "media",
-    "old_drafts_only": "drafts",
-    "no_rotated_rt": "oauth_token",
+    "create_then_500": CREATE_ROUTES,
+    "create_then_slow": CREATE_ROUTES,
+    "media_404": ("media",),
+    "old_drafts_only": ("drafts",),
+    "no_rotated_rt": ("oauth_token",),
 }
 # Faults that change how the handler behaves instead of replacing its answer.
 MODIFIERS = {"slow", "create_then_500", "create_then_slow", "no_rotated_rt"}
@@ -78,7 +91,7 @@ class Fault:
         if self.account is not None and self.account != account_id:
             return False
         only = ROUTE_ONLY.get(self.name)
-        if only is not None and only != route:
+        if only is not None and route not in only:
             return False
         # The page's drafts/v2 answering 404 while v1 still works is the "old drafts only" upstream.
         return not (self.name == "old_drafts_only" and not path.rstrip("/").endswith("/v2"))

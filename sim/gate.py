@@ -14,8 +14,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from litestar import Request, Response
+from litestar.datastructures import UploadFile
+from litestar.exceptions import HTTPException
 
-from sim import errors
+from sim import errors, media
 from sim.faults import MODIFIERS, Fault, delay_of, respond
 from sim.model import Account
 from sim.state import SimState
@@ -23,11 +25,28 @@ from sim.state import SimState
 SESSION_COOKIE = "__Secure-next-auth.session-token"
 
 
+@dataclass(frozen=True)
+class Part:
+    """A file part of a multipart body, read in full before the handler runs under the state lock."""
+
+    filename: str | None
+    content_type: str
+    data: bytes
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": len(self.data),
+            "sha256": media.sha256(self.data),
+        }
+
+
 @dataclass
 class Call:
     request: Request[Any, Any, Any]
     route: str
-    # Parsed JSON body, or the fields of a form-encoded one.
+    # Parsed JSON body, the fields of a form-encoded one, or a multipart one's fields (files as ``Part``).
     body: Any
     account: Account | None
     modifiers: list[Fault] = field(default_factory=list)
@@ -58,6 +77,32 @@ def _form(request: Request[Any, Any, Any], raw: bytes) -> dict[str, str] | None:
         return None
 
 
+async def _multipart(request: Request[Any, Any, Any]) -> dict[str, str | Part] | None:
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        return None
+    try:
+        form = await request.form()
+    except HTTPException:
+        # A malformed body is the handler's 400 to give, after the request has been logged.
+        return None
+    fields: dict[str, str | Part] = {}
+    for name, value in form.multi_items():
+        if name in fields:
+            continue
+        if isinstance(value, UploadFile):
+            fields[name] = Part(value.filename or None, value.content_type, await value.read())
+        else:
+            fields[name] = value
+    return fields
+
+
+def _log_body(body: Any, multipart: dict[str, str | Part] | None) -> Any:
+    # File bytes stay out of the log; their size and hash are enough to assert on.
+    if multipart is None:
+        return body
+    return {k: v.summary() if isinstance(v, Part) else v for k, v in multipart.items()}
+
+
 def bearer(request: Request[Any, Any, Any]) -> str | None:
     value = request.headers.get("authorization", "")
     scheme, _, token = value.partition(" ")
@@ -75,8 +120,8 @@ def _resolve(sim: SimState, request: Request[Any, Any, Any], auth: str | None, b
         rt = rt if isinstance(rt, str) else ""
         acct_id = sim.refresh_tokens.get(rt) or sim.used_refresh_tokens.get(rt)
     elif auth == "media":
-        task = sim.tasks.get(request.path_params.get("task_id", ""))
-        acct_id = task.account_id if task else None
+        params = request.path_params
+        acct_id = sim.media_owner(params.get("task_id") or params.get("upload_id") or "")
     else:
         acct_id = None
     return sim.accounts.get(acct_id) if acct_id else None
@@ -87,7 +132,8 @@ async def run(
 ) -> Response[Any]:
     raw = await request.body()
     body = parse_json(raw)
-    data = body if body is not None else _form(request, raw)
+    multipart = await _multipart(request)
+    data = body if body is not None else multipart if multipart is not None else _form(request, raw)
     with sim.lock:
         account = _resolve(sim, request, auth, data)
         entry = sim.log_request(
@@ -98,7 +144,7 @@ async def run(
                 "route": route,
                 "account_id": account.id if account else None,
                 "headers": {k.lower(): v for k, v in request.headers.items()},
-                "body": body,
+                "body": _log_body(body, multipart),
                 "status": None,
             }
         )

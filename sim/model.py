@@ -1,4 +1,4 @@
-"""Accounts and video tasks, with every state derived from the clock at read time.
+"""Accounts, video and image tasks, uploads and posts, with every state derived from the clock at read time.
 
 A task's whole life is scheduled when it is created (absolute times on the sim clock), so what a reader
 sees depends only on when it reads, never on how often anyone polled.
@@ -17,11 +17,21 @@ In flight (counts toward the concurrency limit and ``max_in_flight``): from crea
 pending, or until it fails (a failed task still listed no longer holds a slot). Quota: one unit per task
 that finishes generating a video (normal, ``nourl`` and ``lost``; not ``fail``/``violation``), charged when
 it leaves pending, in fixed windows of ``quota_reset_s`` (scaled) counted from the account's creation.
+Every video kind (``video``, ``remix``, ``storyboard``, ``extension``) shares that state machine, limit and
+quota; image tasks do not.
+
+Image tasks (``/video_gen``, listed in ``/v2/recent_tasks``): ``queued`` for ``image_queued_s`` →
+``running`` for ``image_running_s`` (progress rising) → ``succeeded`` with one generation per variant. The
+same markers apply: ``[sim:fail]`` fails as it would start running; ``[sim:violation]`` fails at the end
+with a content-policy ``failure_reason``; ``[sim:stuck]`` stays ``queued`` forever; ``[sim:lost]`` is never
+listed; ``[sim:nourl]`` is ``succeeded`` with ``generations: []`` for one draft gap (upstream's "keep
+polling" case) before they appear. Images never count toward the concurrency limit or the quota.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +47,15 @@ PLAN_TITLES = {
 }
 DIMENSIONS = {"landscape": (640, 352), "portrait": (352, 640), "square": (480, 480)}
 FAILURE_REASON = "Video generation failed. Please try again."
+IMAGE_FAILURE_REASON = "Image generation failed. Please try again."
+IMAGE_VIOLATION_REASON = "This content may violate our content policies."
 VIOLATION_REASON = "This content may violate our guardrails concerning similarity to third-party content."
 VIOLATION_MARKDOWN = (
     "This content may violate our [guardrails](https://openai.com/policies/usage-policies) "
     "concerning similarity to third-party content."
 )
+# Post ids as upstream shows them, alone or inside a share link.
+POST_ID_RE = re.compile(r"s_[0-9a-f]{32}")
 # Progress shown while running climbs linearly between these two values.
 RUNNING_START_PCT = 0.1
 RUNNING_END_PCT = 0.95
@@ -79,6 +93,10 @@ class Task:
     t_failed: float | None
     t_draft: float | None
     t_urls: float | None
+    # video, remix, storyboard or extension: which create call made it.
+    kind: str = "video"
+    # What the create call referred to (uploads, files, remix target, extended draft), checked and normalised.
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def schedule(cls, cfg: SimConfig, now: float, **fields: Any) -> Task:
@@ -179,6 +197,106 @@ class Task:
 
 
 @dataclass(kw_only=True)
+class ImageTask:
+    id: str
+    seq: int
+    account_id: str
+    prompt: str
+    operation: str
+    width: int
+    height: int
+    n_variants: int
+    body: dict[str, Any]
+    marker: str | None
+    inputs: dict[str, Any]
+    generation_ids: list[str]
+    created_at: float
+    # None means never: a stuck task never runs, a failed one never gets generations.
+    t_running: float | None
+    t_done: float | None
+    t_generations: float | None
+
+    @classmethod
+    def schedule(cls, cfg: SimConfig, now: float, **fields: Any) -> ImageTask:
+        marker = fields["marker"]
+        start = now + cfg.scaled(cfg.image_queued_s)
+        end = start + cfg.scaled(cfg.image_running_s)
+        t_running: float | None = start
+        t_done: float | None = end
+        t_generations: float | None = end
+        if marker == "stuck":
+            t_running = t_done = t_generations = None
+        elif marker == "fail":
+            t_done, t_generations = start, None
+        elif marker in ("violation", "lost"):
+            t_generations = None
+        elif marker == "nourl":
+            t_generations = end + cfg.scaled(cfg.draft_gap_s)
+        return cls(created_at=now, t_running=t_running, t_done=t_done, t_generations=t_generations, **fields)
+
+    def listed(self, now: float) -> bool:
+        return self.marker != "lost" and self.created_at <= now
+
+    def state(self, now: float) -> tuple[str, float | None]:
+        """(status, progress_pct) as ``recent_tasks`` shows it."""
+        if self.t_running is None or now < self.t_running:
+            return "queued", 0.0
+        assert self.t_done is not None
+        if now < self.t_done:
+            span = self.t_done - self.t_running
+            frac = (now - self.t_running) / span if span > 0 else 1.0
+            return "running", round(RUNNING_START_PCT + (RUNNING_END_PCT - RUNNING_START_PCT) * frac, 4)
+        if self.marker in ("fail", "violation"):
+            return "failed", None
+        return "succeeded", 1.0
+
+    @property
+    def failure_reason(self) -> str:
+        return IMAGE_VIOLATION_REASON if self.marker == "violation" else IMAGE_FAILURE_REASON
+
+    @property
+    def produces_images(self) -> bool:
+        return self.marker not in ("fail", "violation", "stuck", "lost")
+
+    def generations_ready(self, now: float) -> bool:
+        return self.t_generations is not None and now >= self.t_generations
+
+
+@dataclass(kw_only=True)
+class Upload:
+    """An input image: kind "upload" (``POST /uploads``, a media id) or "file" (``project_y/file/upload``)."""
+
+    id: str
+    kind: str
+    account_id: str
+    content_type: str
+    data: bytes
+    sha256: str
+    file_name: str | None
+    use_case: str | None
+    created_at: float
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(kw_only=True)
+class Post:
+    id: str
+    account_id: str
+    generation_id: str
+    task_id: str
+    text: str
+    created_at: float
+    deleted_at: float | None = None
+
+    @property
+    def permalink(self) -> str:
+        return f"https://sora.chatgpt.com/p/{self.id}"
+
+
+@dataclass(kw_only=True)
 class Account:
     id: str
     user_id: str
@@ -197,6 +315,9 @@ class Account:
     session_expires_at: float
     refresh_token: str
     tasks: list[Task] = field(default_factory=list)
+    image_tasks: list[ImageTask] = field(default_factory=list)
+    # The simulator's own account behind seeded public posts: left out of account listings and stats.
+    hidden: bool = False
     creates: int = 0
     max_in_flight_seen: int = 0
 

@@ -17,7 +17,7 @@ from sim import media, tokens
 from sim.clock import SimClock
 from sim.config import SimConfig
 from sim.faults import FaultBook
-from sim.model import Account, Task
+from sim.model import Account, ImageTask, Post, Task, Upload
 
 DEFAULT_CLIENT_ID = "app_LlGpXReQgckcGGUo2JrYvtJK"
 DEFAULT_TOKEN_TTL_S = 10 * 86400
@@ -47,6 +47,13 @@ class SimState:
             # Rotated-out RTs, remembered so reuse gets its own error.
             self.used_refresh_tokens: dict[str, str] = {}
             self.tasks: dict[str, Task] = {}
+            self.image_tasks: dict[str, ImageTask] = {}
+            # Video drafts by generation id (gen_…), for extension and publish lookups.
+            self.generations: dict[str, Task] = {}
+            # Media ids from /uploads and file ids from /project_y/file/upload share one namespace.
+            self.uploads: dict[str, Upload] = {}
+            self.posts: dict[str, Post] = {}
+            self.sim_account_id: str | None = None
             self.sentinel_tokens: set[str] = set()
             self.faults = FaultBook()
             self.log: deque[dict[str, Any]] = deque(maxlen=self.config.log_limit)
@@ -209,10 +216,18 @@ class SimState:
 
     def create_task(self, account: Account, fields: dict[str, Any]) -> Task:
         now = self.now()
+        task = self._add_task(account, fields, now)
+        account.creates += 1
+        self.creates_total += 1
+        # Overlap of in-flight intervals peaks at some interval's start, so checking at each create is exact.
+        account.max_in_flight_seen = max(account.max_in_flight_seen, account.in_flight(now))
+        return task
+
+    def _add_task(self, account: Account, fields: dict[str, Any], start: float) -> Task:
         self.task_seq += 1
         task = Task.schedule(
             self.config,
-            now,
+            start,
             id=tokens.task_id(),
             seq=self.task_seq,
             account_id=account.id,
@@ -220,19 +235,47 @@ class SimState:
             **fields,
         )
         self.tasks[task.id] = task
+        self.generations[task.generation_id] = task
         account.tasks.append(task)
-        account.creates += 1
-        self.creates_total += 1
-        # Overlap of in-flight intervals peaks at some interval's start, so checking at each create is exact.
-        account.max_in_flight_seen = max(account.max_in_flight_seen, account.in_flight(now))
         return task
 
-    def task_status(self, task: Task) -> dict[str, Any]:
+    def owned_draft(self, account: Account, generation_id: str) -> Task | None:
+        """The account's visible draft with that id; another account's draft is as good as unknown."""
+        task = self.generations.get(generation_id)
+        if task is None or task.account_id != account.id or not task.draft_visible(self.now()):
+            return None
+        return task
+
+    def create_image_task(self, account: Account, fields: dict[str, Any]) -> ImageTask:
+        self.task_seq += 1
+        task = ImageTask.schedule(
+            self.config,
+            self.now(),
+            id=tokens.task_id(),
+            seq=self.task_seq,
+            account_id=account.id,
+            generation_ids=[tokens.generation_id() for _ in range(fields["n_variants"])],
+            **fields,
+        )
+        self.image_tasks[task.id] = task
+        account.image_tasks.append(task)
+        return task
+
+    def media_owner(self, key: str) -> str | None:
+        """The account whose task or upload a media path belongs to."""
+        owned = self.tasks.get(key) or self.image_tasks.get(key) or self.uploads.get(key)
+        return owned.account_id if owned else None
+
+    def task_status(self, task: Task | ImageTask) -> dict[str, Any]:
+        if isinstance(task, ImageTask):
+            return self.image_task_status(task)
         now = self.now()
         left = task.t_left if task.t_left is not None and now >= task.t_left else None
         ready = task.produces_video
         return {
             "task_id": task.id,
+            "kind": task.kind,
+            "inputs": task.inputs,
             "account_id": task.account_id,
             "prompt": task.prompt,
             "marker": task.marker,
@@ -243,6 +286,139 @@ class SimState:
             "draft_id": task.generation_id if task.draft_visible(now) else None,
             "video_sha256": media.sha256(media.video_bytes(task.id, media.CLEAN)) if ready else None,
             "video_wm_sha256": media.sha256(media.video_bytes(task.id, media.WATERMARKED)) if ready else None,
+        }
+
+    def image_task_status(self, task: ImageTask) -> dict[str, Any]:
+        now = self.now()
+        status = "lost" if task.marker == "lost" else task.state(now)[0]
+        images = [
+            media.sha256(media.image_bytes(task.id, i, task.width, task.height))
+            for i in range(len(task.generation_ids))
+        ]
+        return {
+            "task_id": task.id,
+            "kind": "image",
+            "inputs": task.inputs,
+            "account_id": task.account_id,
+            "prompt": task.prompt,
+            "marker": task.marker,
+            "status": status,
+            "created_at": task.created_at,
+            "operation": task.operation,
+            "width": task.width,
+            "height": task.height,
+            "n_variants": task.n_variants,
+            "generation_ids": task.generation_ids if task.generations_ready(now) else [],
+            "image_sha256": images if task.produces_images else None,
+        }
+
+    # ----- uploads and posts ---------------------------------------------------------------------
+
+    def add_upload(self, account: Account, kind: str, data: bytes, content_type: str, **meta: Any) -> Upload:
+        upload = Upload(
+            id=tokens.media_id() if kind == "upload" else tokens.file_id(),
+            kind=kind,
+            account_id=account.id,
+            content_type=content_type,
+            data=data,
+            sha256=media.sha256(data),
+            file_name=meta.get("file_name"),
+            use_case=meta.get("use_case"),
+            created_at=self.now(),
+        )
+        self.uploads[upload.id] = upload
+        return upload
+
+    def owned_upload(self, account: Account, upload_id: Any, kind: str) -> Upload | None:
+        upload = self.uploads.get(upload_id) if isinstance(upload_id, str) else None
+        if upload is None or upload.kind != kind or upload.account_id != account.id:
+            return None
+        return upload
+
+    def upload_status(self, upload: Upload) -> dict[str, Any]:
+        return {
+            "id": upload.id,
+            "kind": upload.kind,
+            "account_id": upload.account_id,
+            "content_type": upload.content_type,
+            "size": upload.size,
+            "sha256": upload.sha256,
+            "file_name": upload.file_name,
+            "use_case": upload.use_case,
+            "created_at": upload.created_at,
+        }
+
+    def create_post(self, account: Account, task: Task, text: str) -> Post:
+        post = Post(
+            id=tokens.post_id(),
+            account_id=account.id,
+            generation_id=task.generation_id,
+            task_id=task.id,
+            text=text,
+            created_at=self.now(),
+        )
+        self.posts[post.id] = post
+        return post
+
+    def live_post(self, post_id: Any) -> Post | None:
+        post = self.posts.get(post_id) if isinstance(post_id, str) else None
+        return post if post is not None and post.deleted_at is None else None
+
+    def sim_account(self) -> Account:
+        """The hidden account that owns seeded public posts, created on first use."""
+        if self.sim_account_id is None:
+            creds = self.register_account(
+                {"email": "public@sora-sim.example.com", "username": "sora_sim", "quota": 1_000_000}
+            )
+            self.sim_account_id = creds["account_id"]
+            self.accounts[self.sim_account_id].hidden = True
+        return self.accounts[self.sim_account_id]
+
+    def seed_post(self, data: dict[str, Any]) -> Post:
+        """A public post over an already finished draft, so tests can remix a post they did not make."""
+        account_id = data.get("account")
+        if account_id is not None and account_id not in self.accounts:
+            raise LookupError(f"no account {account_id}")
+        account = self.accounts[account_id] if account_id is not None else self.sim_account()
+        for key in ("prompt", "text", "orientation"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ValueError(f"{key} must be a string")
+        orientation = data.get("orientation") or "landscape"
+        if orientation not in ("landscape", "portrait", "square"):
+            raise ValueError("orientation must be landscape, portrait or square")
+        n_frames = _int_field(data, "n_frames", 300, minimum=1)
+        cfg = self.config
+        lifetime = cfg.scaled(
+            cfg.preprocessing_s + cfg.queued_s + cfg.running_s + cfg.processing_s + cfg.draft_gap_s
+        )
+        prompt = data.get("prompt") or "A seeded public video"
+        fields = {
+            "prompt": prompt,
+            "title": None,
+            "orientation": orientation,
+            "n_frames": n_frames,
+            "model": "sy_8",
+            "size": "small",
+            "style_id": None,
+            "body": {},
+            # Markers would make the seeded draft unusable, which is never what a seed is for.
+            "marker": None,
+        }
+        # Backdated (by a second more than a video takes) so the draft is complete right now.
+        task = self._add_task(account, fields, self.now() - lifetime - 1.0)
+        return self.create_post(account, task, data.get("text") or "")
+
+    def post_status(self, post: Post) -> dict[str, Any]:
+        return {
+            "id": post.id,
+            "permalink": post.permalink,
+            "account_id": post.account_id,
+            "generation_id": post.generation_id,
+            "task_id": post.task_id,
+            "text": post.text,
+            "created_at": post.created_at,
+            "deleted": post.deleted_at is not None,
+            "deleted_at": post.deleted_at,
         }
 
     # ----- sentinel ------------------------------------------------------------------------------
@@ -265,8 +441,8 @@ class SimState:
     def stats(self) -> dict[str, Any]:
         return {
             "creates_total": self.creates_total,
-            "creates": {a.id: a.creates for a in self.accounts.values()},
-            "max_in_flight": {a.id: a.max_in_flight_seen for a in self.accounts.values()},
+            "creates": {a.id: a.creates for a in self.accounts.values() if not a.hidden},
+            "max_in_flight": {a.id: a.max_in_flight_seen for a in self.accounts.values() if not a.hidden},
             "requests_by_route": dict(self.requests_by_route),
         }
 

@@ -33,6 +33,18 @@ def generation_id() -> str:
     return "gen_01" + rand_alnum(26)
 
 
+def media_id() -> str:
+    return "media_01" + rand_alnum(26)
+
+
+def file_id() -> str:
+    return "file_" + secrets.token_hex(16)
+
+
+def post_id() -> str:
+    return "s_" + secrets.token_hex(16)
+
+
 def account_id() -> str:
     return "acct_" + secrets.token_hex(8)
 

@@ -1,9 +1,13 @@
-"""Routes outside the backend prefix: ST → AT, RT → AT, the stub sentinel provider and the media files.
+"""Routes outside the backend prefix: ST → AT, RT → AT, the stub sentinel provider, the media files, and a
+stand-in for the operator-run watermark parser (``POST /parser/get-sora-link``, no auth).
 
 OAuth errors (all in the upstream error shape): missing fields 400 ``invalid_request``; a grant type other
 than ``refresh_token`` 400 ``unsupported_grant_type``; an unknown or revoked RT 401 ``invalid_grant``; an RT
 that was already rotated out 401 ``refresh_token_reused``; an RT presented with another ``client_id`` 400
 ``invalid_grant`` with ``param: "client_id"`` (the RT stays valid).
+
+The parser is not an upstream service, so its errors are its own flat ``{"error": "…"}``: 400 for a body
+without a ``url``, 404 when the URL names no live post.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from litestar.handlers import HTTPRouteHandler
 from sim import errors, media, tokens
 from sim.errors import json_response, upstream_error
 from sim.gate import Call, run
+from sim.model import POST_ID_RE
 from sim.state import SimState
 
 
@@ -111,6 +116,40 @@ def web_handlers(sim: SimState) -> list[HTTPRouteHandler]:
             content=data, status_code=200, media_type="video/mp4", headers={"x-ms-blob-type": "BlockBlob"}
         )
 
+    def serve_image(call: Call) -> Response[Any]:
+        params = call.request.path_params
+        task = sim.image_tasks.get(params["task_id"])
+        stem, _, ext = params["name"].partition(".")
+        if task is None or ext != "png" or not stem.isdigit():
+            return errors.blob_not_found()
+        index = int(stem)
+        ready = task.produces_images and task.generations_ready(sim.now())
+        if not ready or index >= len(task.generation_ids):
+            return errors.blob_not_found()
+        data = media.image_bytes(task.id, index, task.width, task.height)
+        return Response(
+            content=data, status_code=200, media_type="image/png", headers={"x-ms-blob-type": "BlockBlob"}
+        )
+
+    def serve_upload(call: Call) -> Response[Any]:
+        upload = sim.uploads.get(call.request.path_params["upload_id"])
+        if upload is None:
+            return errors.blob_not_found()
+        return Response(content=upload.data, status_code=200, media_type=upload.content_type)
+
+    def parser(call: Call) -> Response[Any]:
+        body = call.body if isinstance(call.body, dict) else {}
+        url = body.get("url")
+        if not isinstance(url, str) or not url.strip():
+            return json_response({"error": "url is required"}, 400)
+        match = POST_ID_RE.search(url)
+        post = sim.live_post(match.group(0)) if match else None
+        if post is None:
+            return json_response({"error": "Post not found or no longer public."}, 404)
+        now = sim.now()
+        clean = media.task_paths(post.task_id)["source"]
+        return json_response({"download_link": media.signed_url(sim.config.public_url, clean, now)})
+
     @get("/api/auth/session")
     async def get_session(request: Request[Any, Any, Any]) -> Response[Any]:
         return await run(sim, request, "session", session, auth="session")
@@ -127,4 +166,16 @@ def web_handlers(sim: SimState) -> list[HTTPRouteHandler]:
     async def get_media(request: Request[Any, Any, Any]) -> Response[Any]:
         return await run(sim, request, "media", serve_media, auth="media")
 
-    return [get_session, post_oauth_token, post_sentinel, get_media]
+    @get("/media/images/{task_id:str}/{name:str}")
+    async def get_image(request: Request[Any, Any, Any]) -> Response[Any]:
+        return await run(sim, request, "media", serve_image, auth="media")
+
+    @get("/media/uploads/{upload_id:str}")
+    async def get_upload(request: Request[Any, Any, Any]) -> Response[Any]:
+        return await run(sim, request, "media", serve_upload, auth="media")
+
+    @post("/parser/get-sora-link")
+    async def post_parser(request: Request[Any, Any, Any]) -> Response[Any]:
+        return await run(sim, request, "parser", parser, auth=None)
+
+    return [get_session, post_oauth_token, post_sentinel, get_media, get_image, get_upload, post_parser]

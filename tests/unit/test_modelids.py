@@ -4,7 +4,15 @@ import msgspec
 import pytest
 
 from shared.errors import InvalidParam, UnknownModel
-from shared.modelids import ModelSpec, VideoParams, list_models, parse_model, resolve_video_params
+from shared.modelids import (
+    ImageParams,
+    ModelSpec,
+    VideoParams,
+    list_models,
+    parse_model,
+    resolve_image_params,
+    resolve_video_params,
+)
 
 # id, kind, pro, hd, orientation, seconds
 VALID = [
@@ -104,8 +112,6 @@ REJECTED = [
     "sora",
     "sora-3",
     "sora-2-720p",
-    "sora2-extension-10s",
-    "sora2-extension-15s",
     "avatar-create",
     "prompt-enhance-short-10s",
     "prompt-enhance-long-20s",
@@ -185,7 +191,8 @@ def test_list_models_covers_the_bases_and_common_combinations():
         "sora2pro-hd-landscape-10s",
     }
     assert expected <= models
-    assert not any("extension" in m or "avatar" in m or "enhance" in m for m in models)
+    assert not any("avatar" in m or "enhance" in m for m in models)
+    assert {m for m in models if "extension" in m} == {"sora2-extension-10s", "sora2-extension-15s"}
 
 
 def test_list_models_returns_a_fresh_list():
@@ -431,3 +438,177 @@ def test_image_models_have_no_video_parameters():
 def test_resolve_accepts_a_hand_built_spec():
     spec = ModelSpec(id="x", kind="video", pro=False, hd=False, orientation="landscape", seconds=15)
     assert resolve_video_params(spec).size == "1280x720"
+
+
+def test_a_hand_built_spec_is_not_an_extension():
+    spec = ModelSpec(id="x", kind="video", pro=False, hd=False, orientation=None, seconds=None)
+    assert spec.extension is False
+
+
+# ---------------------------------------------------------------------------------------
+# Extension models (upstream section 7.1)
+
+EXTENSIONS = [
+    ("sora2-extension-10s", 10),
+    ("sora2-extension-15s", 15),
+    # The other non-pro video bases take "extension" the same way.
+    ("sora-2-extension-10s", 10),
+    ("sora-2-extension-15s", 15),
+    ("sora-video-extension-10s", 10),
+    ("sora-video-extension-15s", 15),
+    ("sora_video2-extension-15s", 15),
+    ("sora2_extension_10s", 10),
+    ("SORA2-Extension-15S", 15),
+]
+
+
+@pytest.mark.parametrize(("model_id", "seconds"), EXTENSIONS)
+def test_extension_models_parse_with_their_duration(model_id, seconds):
+    spec = parse_model(model_id)
+    assert spec == ModelSpec(
+        id=model_id,
+        kind="video",
+        pro=False,
+        hd=False,
+        orientation=None,
+        seconds=seconds,
+        extension=True,
+    )
+
+
+def test_normal_models_are_not_extensions():
+    assert not any(parse_model(m).extension for m in list_models() if "extension" not in m)
+
+
+EXTENSION_REJECTED = [
+    # The duration is required and is 10 or 15.
+    ("sora2-extension", "need a duration"),
+    ("sora-2-extension", "need a duration"),
+    ("sora2-extension-25s", "not an available duration"),
+    ("sora2-extension-5s", "not an available duration"),
+    ("sora2-extension-10s-15s", "repeats or contradicts"),
+    # No orientation, hd or pro: the extension call has nothing to put them in.
+    ("sora2-extension-landscape-10s", "not available for extension models"),
+    ("sora2-extension-10s-portrait", "not available for extension models"),
+    ("sora2-extension-hd-10s", "not available for extension models"),
+    ("sora2-extension-pro-15s", "not available for extension models"),
+    # "extension" is part of the base: it follows a non-pro video base directly.
+    ("sora2-10s-extension", "unknown part 'extension'"),
+    ("sora2pro-extension-10s", "unknown part 'extension'"),
+    ("sora-2-pro-extension-10s", "unknown part 'extension'"),
+    ("sora-image-extension-10s", "unknown part 'extension'"),
+    ("sora2-extension-extension-10s", "unknown part 'extension'"),
+    ("extension-10s", ""),
+]
+
+
+@pytest.mark.parametrize(("model_id", "why"), EXTENSION_REJECTED)
+def test_extension_model_rejections(model_id, why):
+    with pytest.raises(UnknownModel) as info:
+        parse_model(model_id)
+    assert info.value.param == "model"
+    assert model_id in info.value.message
+    assert why in info.value.message
+
+
+@pytest.mark.parametrize("model_id", ["sora2-extension-10s", "sora-video-extension-15s"])
+def test_extension_models_have_no_new_video_parameters(model_id):
+    with pytest.raises(InvalidParam) as info:
+        resolve_video_params(parse_model(model_id), seconds=10)
+    assert info.value.param == "model"
+    assert "continue an existing draft" in info.value.message
+
+
+# ---------------------------------------------------------------------------------------
+# resolve_image_params
+
+
+# model, size, orientation, upstream width and height, reported size
+IMAGE_PARAMS = [
+    ("sora-image", "1024x1024", "square", 360, 360, "1024x1024"),
+    ("sora-image", "1536x1024", "landscape", 540, 360, "1536x1024"),
+    ("sora-image", "1024x1536", "portrait", 360, 540, "1024x1536"),
+    ("gpt-image", None, "square", 360, 360, "1024x1024"),
+    ("gpt-image-landscape", None, "landscape", 540, 360, "1536x1024"),
+    ("gpt-image-portrait", None, "portrait", 360, 540, "1024x1536"),
+]
+
+
+@pytest.mark.parametrize(("model", "size", "orientation", "width", "height", "reported"), IMAGE_PARAMS)
+def test_image_params_hold_upstream_pixels_and_the_reported_size(
+    model, size, orientation, width, height, reported
+):
+    assert resolve_image_params(parse_model(model), size=size) == ImageParams(
+        orientation=orientation, width=width, height=height, size=reported
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "orientation"),
+    [
+        ("sora-image", "square"),
+        ("gpt-image", "square"),
+        ("sora_image", "square"),
+        ("sora-image-landscape", "landscape"),
+        ("gpt-image-landscape", "landscape"),
+        ("sora-image-portrait", "portrait"),
+        ("gpt-image-portrait", "portrait"),
+        ("sora_image_portrait", "portrait"),
+    ],
+)
+@pytest.mark.parametrize("size", [None, "", "  ", "auto", " AUTO "])
+def test_without_a_size_the_model_suffix_decides_else_square(model, orientation, size):
+    assert resolve_image_params(parse_model(model), size=size).orientation == orientation
+
+
+@pytest.mark.parametrize(
+    ("size", "orientation"),
+    [
+        # Any square.
+        ("1024x1024", "square"),
+        ("256x256", "square"),
+        ("512X512", "square"),
+        ("360x360", "square"),
+        (" 1024 x 1024 ", "square"),
+        ("1024\u00d71024", "square"),
+        # Wider.
+        ("1536x1024", "landscape"),
+        ("1792x1024", "landscape"),
+        ("1280x720", "landscape"),
+        ("1025x1024", "landscape"),
+        # Taller.
+        ("1024x1536", "portrait"),
+        ("1024x1792", "portrait"),
+        ("720x1280", "portrait"),
+        ("1x2", "portrait"),
+    ],
+)
+@pytest.mark.parametrize("model", ["sora-image", "sora-image-landscape", "gpt-image-portrait"])
+def test_an_explicit_size_wins_by_its_shape(model, size, orientation):
+    params = resolve_image_params(parse_model(model), size=size)
+    assert params.orientation == orientation
+    reported = {"square": "1024x1024", "landscape": "1536x1024", "portrait": "1024x1536"}
+    assert params.size == reported[orientation]
+
+
+@pytest.mark.parametrize(
+    "size", ["abc", "1024", "1024x", "x1024", "0x1024", "1024x0", "-1024x1024", "16:9", "square", "autox"]
+)
+def test_unreadable_image_sizes_are_invalid(size):
+    with pytest.raises(InvalidParam) as info:
+        resolve_image_params(parse_model("sora-image"), size=size)
+    assert info.value.param == "size"
+    assert "1024x1024" in info.value.message
+
+
+@pytest.mark.parametrize("model", ["sora-2", "sora2pro-hd-landscape-10s", "sora2-extension-10s"])
+def test_video_models_have_no_image_parameters(model):
+    with pytest.raises(InvalidParam) as info:
+        resolve_image_params(parse_model(model))
+    assert info.value.param == "model"
+
+
+def test_image_params_are_frozen():
+    params = resolve_image_params(parse_model("sora-image"))
+    with pytest.raises(AttributeError):
+        params.size = "1x1"  # type: ignore[misc]
