@@ -11,11 +11,13 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from redis.asyncio import Redis
 
 from api.errors import EXCEPTION_HANDLERS
 from api.routes.system import HealthController, ModelController
 from api.routes.tokens import TokenController
 from api.routes.videos import VideoContentController, VideoController
+from api.watch import channels_plugin
 from shared.logs import quiet_libraries
 from shared.queue import create_celery
 from shared.resources import Resources
@@ -41,6 +43,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await app.state.services.aclose()
 
+    # One pub/sub connection per process, shared by every waiting request and event stream.
+    channels = channels_plugin(Redis.from_url(settings.redis_url, socket_connect_timeout=5))
+
     return Litestar(
         route_handlers=[
             VideoController,
@@ -50,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HealthController,
         ],
         dependencies={"services": Provide(_services, sync_to_thread=False)},
+        plugins=[channels],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(

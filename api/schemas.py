@@ -42,6 +42,12 @@ class Video(msgspec.Struct):
     data: list[VideoData] | msgspec.UnsetType = msgspec.UNSET
 
 
+class VideoDeleted(msgspec.Struct):
+    id: str
+    deleted: bool = True
+    object: Literal["video.deleted"] = "video.deleted"
+
+
 class VideoList(msgspec.Struct):
     data: list[Video]
     first_id: str | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +30,31 @@ _NOT_YET = (
     "character_from_task",
     "character_create",
 )
+
+
+def fingerprint(fields: dict[str, Any]) -> str:
+    """Identifies a create request's content, so a reused Idempotency-Key with another body is caught."""
+    canonical: dict[str, Any] = {}
+    for key, value in sorted(fields.items()):
+        if isinstance(value, UploadFile):
+            canonical[key] = {"file": value.filename, "type": value.content_type}
+        else:
+            canonical[key] = value
+    return hashlib.sha256(msgspec.json.encode(canonical, order="sorted")).hexdigest()
+
+
+def flag(value: Any, default: bool) -> bool:
+    """Booleans as JSON, form fields or query strings send them."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidParam(f"expected a boolean, got {value!r}", param="async_mode")
 
 
 class VideoCreate(msgspec.Struct):
@@ -112,6 +138,7 @@ def build_video_job(
         kind="video",
         owner=owner,
         idempotency_key=idempotency_key,
+        request_hash=fingerprint(fields) if idempotency_key else None,
         state=JobState.QUEUED,
         model=model,
         prompt=prompt,

@@ -38,21 +38,30 @@ class JobRepo:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def insert(self, job: Job) -> tuple[Job, bool]:
-        """Stores a new job; with an idempotency key already used by this owner, returns that job instead."""
-        async with self._sessions() as session:
-            session.add(job)
-            try:
+    async def insert(self, job: Job, *, key_window: timedelta = timedelta(hours=24)) -> tuple[Job, bool]:
+        """Stores a new job. With an idempotency key this owner used within ``key_window``, returns that job
+        instead (the caller compares ``request_hash``); an older use of the key is released first."""
+        for _ in range(3):
+            async with self._sessions() as session:
+                session.add(job)
+                try:
+                    await session.commit()
+                    return job, True
+                except IntegrityError:
+                    await session.rollback()
+                    if job.idempotency_key is None:
+                        raise
+            existing = await self.by_idempotency_key(job.owner, job.idempotency_key)
+            if existing is None:
+                continue  # released meanwhile: try again
+            if existing.created_at >= utcnow() - key_window:
+                return existing, False
+            async with self._sessions() as session:
+                await session.execute(
+                    sa.update(Job).where(Job.id == existing.id).values(idempotency_key=None)
+                )
                 await session.commit()
-                return job, True
-            except IntegrityError:
-                await session.rollback()
-                if job.idempotency_key is None:
-                    raise
-        existing = await self.by_idempotency_key(job.owner, job.idempotency_key)
-        if existing is None:
-            raise RuntimeError("idempotency conflict without a matching job")
-        return existing, False
+        raise RuntimeError("could not store the job under its idempotency key")
 
     async def get(self, job_id: str) -> Job | None:
         async with self._sessions() as session:
@@ -68,7 +77,7 @@ class JobRepo:
     async def list_for_owner(
         self, owner: str, *, limit: int, after: Job | None, ascending: bool
     ) -> list[Job]:
-        query = sa.select(Job).where(Job.owner == owner)
+        query = sa.select(Job).where(Job.owner == owner, Job.deleted_at.is_(None))
         order = (Job.created_at, Job.id) if ascending else (Job.created_at.desc(), Job.id.desc())
         if after is not None:
             key = sa.tuple_(Job.created_at, Job.id)
@@ -77,6 +86,11 @@ class JobRepo:
         async with self._sessions() as session:
             result = await session.execute(query.order_by(*order).limit(limit))
             return list(result.scalars().all())
+
+    async def mark_deleted(self, job_id: str) -> None:
+        async with self._sessions() as session:
+            await session.execute(sa.update(Job).where(Job.id == job_id).values(deleted_at=utcnow()))
+            await session.commit()
 
     async def in_states(self, states: Sequence[str], **filters: Any) -> list[Job]:
         query = sa.select(Job).where(Job.state.in_(states))

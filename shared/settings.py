@@ -62,6 +62,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A queued job whose message has not been picked up after this long is enqueued again.
     requeue_after_s: float = 60.0
     max_submit_attempts: int = 5
+    # async_mode=false holds a create this long at most, then answers the job as it is.
+    sync_wait_s: float = 600.0
+    # SSE streams send a keep-alive comment when nothing happened for this long.
+    sse_keepalive_s: float = 15.0
     worker_concurrency: int = 4
     beat_schedule_file: str = ".data/celerybeat-schedule"
 

@@ -9,15 +9,19 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
-from litestar.response import Stream
+from litestar.response import ServerSentEvent, Stream
+from litestar.response.sse import ServerSentEventMessage
 
 from api.auth import client_guard, client_owner
-from api.schemas import Task, Video, VideoList, task_of, video_of
-from api.video_requests import build_video_job, read_fields
+from api.schemas import Task, Video, VideoDeleted, VideoList, task_of, video_of
+from api.video_requests import build_video_job, flag, read_fields
+from api.watch import follow, wait_until_done, with_heartbeat
 from shared.errors import Conflict, InvalidParam, NotFound, Unauthorized
+from shared.events import encode as encode_event
 from shared.models import Job, JobState
 from shared.resources import Resources
 from shared.secrets import verify
@@ -31,7 +35,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 async def _own_job(services: Resources, job_id: str, owner: str) -> Job:
     job = await services.jobs.get(job_id) if job_id.startswith("video_") else None
-    if job is None or job.owner != owner:
+    if job is None or job.owner != owner or job.deleted_at is not None:
         raise NotFound(f"No video found with id '{job_id}'", param="video_id")
     return job
 
@@ -42,20 +46,76 @@ class VideoController(Controller):
     tags = ["videos"]
 
     @post("", operation_id="createVideo", status_code=200)
-    async def create(self, request: Request, services: NamedDependency[Resources]) -> Video:
+    async def create(
+        self,
+        request: Request,
+        services: NamedDependency[Resources],
+        channels: NamedDependency[ChannelsPlugin],
+    ) -> Video:
         fields = await read_fields(request)
         idempotency_key = request.headers.get("idempotency-key") or None
         job = build_video_job(
             fields, owner=request.state.owner, idempotency_key=idempotency_key, settings=services.settings
         )
-        job, created = await services.jobs.insert(job)
+        stored, created = await services.jobs.insert(job)
+        if not created and stored.request_hash != job.request_hash:
+            raise Conflict(
+                "This Idempotency-Key was already used with a different request",
+                param="Idempotency-Key",
+                code="idempotency_key_reused",
+            )
         if created:
             try:
-                await asyncio.to_thread(services.enqueue.submit, job.id)
+                await asyncio.to_thread(services.enqueue.submit, stored.id)
             except Exception:
                 # The row is committed: the sweeper sends the job again, so the client still gets its 200.
-                log.exception("enqueue of %s failed; the sweeper will retry it", job.id)
-        return video_of(job, services.settings.public_base_url, services.url_key)
+                log.exception("enqueue of %s failed; the sweeper will retry it", stored.id)
+        if not flag(fields.get("async_mode"), default=True):
+            await wait_until_done(channels, services, stored.id, services.settings.sync_wait_s)
+            stored = await services.jobs.get(stored.id) or stored
+        return video_of(stored, services.settings.public_base_url, services.url_key)
+
+    @delete("/{video_id:str}", operation_id="deleteVideo", status_code=200)
+    async def remove(
+        self, request: Request, services: NamedDependency[Resources], video_id: FromPath[str]
+    ) -> VideoDeleted:
+        job = await _own_job(services, video_id, request.state.owner)
+        if not job.is_terminal:
+            raise Conflict(
+                "Only a completed or failed video can be deleted", param="video_id", code="video_not_finished"
+            )
+        await services.jobs.mark_deleted(job.id)
+        await services.storage.delete_prefix(f"{job.kind}s/{job.id}")
+        return VideoDeleted(id=job.id)
+
+    @get("/{video_id:str}/events", operation_id="videoEvents")
+    async def events(
+        self,
+        request: Request,
+        services: NamedDependency[Resources],
+        channels: NamedDependency[ChannelsPlugin],
+        video_id: FromPath[str],
+    ) -> ServerSentEvent:
+        job = await _own_job(services, video_id, request.state.owner)
+        resume = request.headers.get("last-event-id")
+        try:
+            after = int(resume) if resume else None
+        except ValueError:
+            raise InvalidParam(
+                "Last-Event-ID must be an event id from this stream", param="Last-Event-ID"
+            ) from None
+
+        async def stream() -> AsyncIterator[ServerSentEventMessage]:
+            events = follow(channels, services, job.id, after_seq=after)
+            async for event in with_heartbeat(events, services.settings.sse_keepalive_s):
+                if event is None:
+                    yield ServerSentEventMessage(comment="keep-alive")
+                else:
+                    yield ServerSentEventMessage(
+                        data=encode_event(event).decode(), event=event.status, id=event.seq
+                    )
+
+        return ServerSentEvent(stream(), headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     @get("", operation_id="listVideos")
     async def list_videos(
@@ -146,7 +206,7 @@ class VideoContentController(Controller):
         if exp < time.time() or not verify(services.url_key, f"{video_id}:{exp}", sig):
             raise NotFound(f"No video found with id '{video_id}'", param="video_id")
         job = await services.jobs.get(video_id)
-        if job is None:
+        if job is None or job.deleted_at is not None:
             raise NotFound(f"No video found with id '{video_id}'", param="video_id")
         return job
 
