@@ -1,4 +1,10 @@
-"""Reading a video request in any dialect (JSON or multipart) into a job row."""
+"""Reading a video request in any dialect (JSON or multipart) into a job row.
+
+Everything a client may send is resolved here, before anything is stored: the
+model and its parameters, the style, a remix target, a storyboard, an extension
+of one of our drafts, and a reference image (staged in storage, or a remote URL
+checked now and fetched by the worker).
+"""
 
 from __future__ import annotations
 
@@ -11,24 +17,32 @@ from litestar import Request
 from litestar.datastructures import UploadFile
 
 from shared.errors import BadRequest, InvalidParam
+from shared.inputs import InputImage, check_url, decode_inline_image, image_from_bytes
 from shared.jobs import new_video_id
 from shared.modelids import parse_model, resolve_video_params
 from shared.models import Job, JobState
-from shared.prompts import extract_style, normalize_style
-from shared.settings import Settings
+from shared.prompts import (
+    extract_style,
+    find_generation_id,
+    find_remix_target,
+    is_storyboard,
+    normalize_style,
+    rewrite_storyboard,
+)
+from shared.resources import Resources
 from shared.timeutil import utcnow
 
 MAX_PROMPT_CHARS = 8000
 # Known fields that later kinds of job will serve; refusing them beats silently making a different video.
-_NOT_YET = (
+_NOT_YET = ("character_url", "character_from_task", "character_create")
+# Where a reference image may come from, in order of preference (aliases of the dialects).
+_IMAGE_FIELDS = (
     "input_reference",
+    "input_reference[image_url]",
     "input_image",
     "image",
     "images",
-    "remix_target_id",
-    "character_url",
-    "character_from_task",
-    "character_create",
+    "image_urls",
 )
 
 
@@ -43,7 +57,7 @@ def fingerprint(fields: dict[str, Any]) -> str:
     return hashlib.sha256(msgspec.json.encode(canonical, order="sorted")).hexdigest()
 
 
-def flag(value: Any, default: bool) -> bool:
+def flag(value: Any, default: bool, param: str = "async_mode") -> bool:
     """Booleans as JSON, form fields or query strings send them."""
     if value is None or value == "":
         return default
@@ -54,7 +68,7 @@ def flag(value: Any, default: bool) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise InvalidParam(f"expected a boolean, got {value!r}", param="async_mode")
+    raise InvalidParam(f"expected a boolean, got {value!r}", param=param)
 
 
 class VideoCreate(msgspec.Struct):
@@ -66,9 +80,14 @@ class VideoCreate(msgspec.Struct):
     duration: int | str | None = None
     size: str | None = None
     orientation: str | None = None
+    aspect_ratio: str | None = None
     style_id: str | None = None
     style: str | None = None
+    remix_target_id: str | None = None
     metadata: dict[str, Any] | None = None
+
+
+_ASPECT = {"16:9": "landscape", "9:16": "portrait"}
 
 
 async def read_fields(request: Request) -> dict[str, Any]:
@@ -91,22 +110,69 @@ async def read_fields(request: Request) -> dict[str, Any]:
     return decoded
 
 
-def _present(fields: dict[str, Any], key: str) -> bool:
-    value = fields.get(key)
+def _present(value: Any) -> bool:
+    return isinstance(value, UploadFile) or value not in (None, "", [], {})
+
+
+def _image_source(fields: dict[str, Any]) -> tuple[str, Any] | None:
+    for name in _IMAGE_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, list):
+            value = next((item for item in value if _present(item)), None)
+        if isinstance(value, dict):
+            value = value.get("image_url") or value.get("url")
+            if isinstance(value, dict):  # {"image_url": {"url": …}} as chat parts send it
+                value = value.get("url")
+        if _present(value):
+            return name, value
+    return None
+
+
+async def _reference_image(
+    fields: dict[str, Any], job_id: str, resources: Resources
+) -> dict[str, Any] | None:
+    """Stages an uploaded or inline image, or checks a remote URL for the worker to fetch."""
+    found = _image_source(fields)
+    if found is None:
+        return None
+    param, value = found
     if isinstance(value, UploadFile):
-        return True
-    return value not in (None, "", [], {})
+        image = image_from_bytes(await value.read(), param=param)
+    elif isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")):
+        await check_url(value.strip(), param=param)
+        return {"url": value.strip(), "param": param}
+    elif isinstance(value, str):
+        image = decode_inline_image(value, param=param)
+    else:
+        raise InvalidParam("expected an image file, base64, a data URL or an https URL", param=param)
+    return await stage_image(resources, job_id, image)
 
 
-def build_video_job(
-    fields: dict[str, Any], *, owner: str, idempotency_key: str | None, settings: Settings
+async def stage_image(resources: Resources, job_id: str, image: InputImage) -> dict[str, Any]:
+    key = f"inputs/{job_id}/reference.{image.extension}"
+
+    async def body():
+        yield image.data
+
+    await resources.storage.write(key, body())
+    return {"key": key, "content_type": image.content_type}
+
+
+async def plan_video_job(
+    fields: dict[str, Any],
+    *,
+    owner: str,
+    idempotency_key: str | None,
+    resources: Resources,
+    remix_of: Job | None = None,
+    remix_target: str | None = None,
 ) -> Job:
     for key in _NOT_YET:
-        if _present(fields, key):
+        if _present(fields.get(key)):
             raise InvalidParam(
                 f"'{key}' is not supported by this gateway yet", param=key, code="unsupported_parameter"
             )
-    scalars = {k: v for k, v in fields.items() if not isinstance(v, UploadFile)}
+    scalars = {k: v for k, v in fields.items() if isinstance(v, str | int | float | bool | dict) or v is None}
     if isinstance(scalars.get("metadata"), str):
         try:
             scalars["metadata"] = msgspec.json.decode(scalars["metadata"])
@@ -127,14 +193,67 @@ def build_video_job(
     spec = parse_model(model)
     if spec.kind != "video":
         raise InvalidParam(f"'{model}' is an image model; use /v1/images/generations", param="model")
-    seconds = request.seconds if request.seconds not in (None, "") else request.duration
-    params = resolve_video_params(spec, seconds=seconds, size=request.size, orientation=request.orientation)
-
+    job_id = new_video_id()
     style = normalize_style(request.style_id or request.style)
-    upstream_prompt, prompt_style = extract_style(prompt)
+    text, prompt_style = extract_style(prompt)
+    params: dict[str, Any] = {"style_id": style or prompt_style, "operation": "create"}
+    orientation = request.orientation or _ASPECT.get((request.aspect_ratio or "").strip())
+    if request.aspect_ratio and orientation is None:
+        raise InvalidParam("'aspect_ratio' must be 16:9 or 9:16", param="aspect_ratio")
+    seconds = request.seconds if request.seconds not in (None, "") else request.duration
+    remixed_from = None
+
+    if spec.extension:
+        text, generation_id = find_generation_id(text)
+        source = await resources.jobs.by_generation_id(generation_id, owner) if generation_id else None
+        if source is None or source.account_id is None:
+            raise InvalidParam(
+                "Extension models continue one of your finished videos: put its gen_… id in the prompt",
+                param="prompt",
+                code="generation_not_found",
+            )
+        params.update(
+            operation="extension",
+            generation_id=generation_id,
+            sticky_account_id=source.account_id,
+            extension_duration_s=spec.seconds,
+            requires_pro=False,
+            orientation=source.params.get("orientation", "portrait"),
+        )
+        total_seconds, size = source.seconds + (spec.seconds or 10), source.size
+    else:
+        video = resolve_video_params(spec, seconds=seconds, size=request.size, orientation=orientation)
+        params.update(
+            orientation=video.orientation,
+            n_frames=video.n_frames,
+            upstream_model=video.upstream_model,
+            upstream_size=video.upstream_size,
+            requires_pro=video.requires_pro,
+        )
+        total_seconds, size = video.seconds, video.size
+        text, target = find_remix_target(text, remix_target or request.remix_target_id)
+        if remix_of is not None:
+            params.update(operation="remix", remix_source_job=remix_of.id)
+            remixed_from = remix_of.id
+        elif target is not None:
+            params.update(operation="remix", remix_target_id=target)
+            remixed_from = target
+        elif is_storyboard(text):
+            params.update(operation="storyboard", upstream_size="small", upstream_model="sy_8")
+            text = rewrite_storyboard(text)
+        if params["operation"] == "create":
+            reference = await _reference_image(fields, job_id, resources)
+            if reference is not None:
+                params["input_image"] = reference
+        elif _image_source(fields) is not None:
+            raise InvalidParam(
+                "A reference image cannot be combined with a remix or a storyboard", param="input_reference"
+            )
+    params["upstream_prompt"] = text
+
     now = utcnow()
     return Job(
-        id=new_video_id(),
+        id=job_id,
         kind="video",
         owner=owner,
         idempotency_key=idempotency_key,
@@ -142,20 +261,13 @@ def build_video_job(
         state=JobState.QUEUED,
         model=model,
         prompt=prompt,
-        seconds=params.seconds,
-        size=params.size,
-        params={
-            "orientation": params.orientation,
-            "n_frames": params.n_frames,
-            "upstream_model": params.upstream_model,
-            "upstream_size": params.upstream_size,
-            "requires_pro": params.requires_pro,
-            "style_id": style or prompt_style,
-            "upstream_prompt": upstream_prompt,
-        },
+        seconds=total_seconds,
+        size=size,
+        params=params,
         user_metadata=request.metadata,
+        remixed_from_video_id=remixed_from,
         created_at=now,
         updated_at=now,
         enqueued_at=now,
-        deadline_at=now + timedelta(seconds=settings.job_deadline_s),
+        deadline_at=now + timedelta(seconds=resources.settings.job_deadline_s),
     )

@@ -87,6 +87,20 @@ class JobRepo:
             result = await session.execute(query.order_by(*order).limit(limit))
             return list(result.scalars().all())
 
+    async def by_generation_id(self, generation_id: str, owner: str) -> Job | None:
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.select(Job).where(
+                    Job.generation_id == generation_id, Job.owner == owner, Job.deleted_at.is_(None)
+                )
+            )
+            return result.scalars().first()
+
+    async def set_post_id(self, job_id: str, post_id: str) -> None:
+        async with self._sessions() as session:
+            await session.execute(sa.update(Job).where(Job.id == job_id).values(post_id=post_id))
+            await session.commit()
+
     async def mark_deleted(self, job_id: str) -> None:
         async with self._sessions() as session:
             await session.execute(sa.update(Job).where(Job.id == job_id).values(deleted_at=utcnow()))

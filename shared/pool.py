@@ -45,14 +45,23 @@ class Pool:
         self._box = box
 
     async def lease(
-        self, kind: str, job_id: str, *, requires_pro: bool = False, exclude: Collection[int] = ()
+        self,
+        kind: str,
+        job_id: str,
+        *,
+        requires_pro: bool = False,
+        exclude: Collection[int] = (),
+        only: int | None = None,
     ) -> Account | None:
-        """Takes a slot on the least recently used eligible account that has one."""
+        """Takes a slot on the least recently used eligible account that has one (or on ``only``)."""
         limit_column = _LIMIT_COLUMN[kind]
+        conditions = _eligible(kind, requires_pro, exclude)
+        if only is not None:
+            conditions.append(Account.id == only)
         async with self._sessions() as session:
             result = await session.execute(
                 sa.select(Account.id, limit_column)
-                .where(*_eligible(kind, requires_pro, exclude))
+                .where(*conditions)
                 .order_by(Account.last_used_at.asc().nulls_first(), Account.id)
             )
             candidates = [(row[0], row[1]) for row in result.all()]

@@ -34,6 +34,9 @@ class LocalStorage:
         await anyio.Path(tmp).rename(path)
         return size
 
+    async def read(self, key: str) -> bytes:
+        return await anyio.Path(self._path(key)).read_bytes()
+
     async def size(self, key: str) -> int | None:
         try:
             return (await anyio.Path(self._path(key)).stat()).st_size

@@ -18,7 +18,7 @@ from litestar.response.sse import ServerSentEventMessage
 
 from api.auth import client_guard, client_owner
 from api.schemas import Task, Video, VideoDeleted, VideoList, task_of, video_of
-from api.video_requests import build_video_job, flag, read_fields
+from api.video_requests import flag, plan_video_job, read_fields
 from api.watch import follow, wait_until_done, with_heartbeat
 from shared.errors import Conflict, InvalidParam, NotFound, Unauthorized
 from shared.events import encode as encode_event
@@ -31,6 +31,7 @@ log = logging.getLogger("api.videos")
 
 _VARIANTS = {"video": ("media_key", "video/mp4"), "thumbnail": ("thumbnail_key", "image/webp")}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+POST_ID = re.compile(r"s_[0-9a-f]{32}")
 
 
 async def _own_job(services: Resources, job_id: str, owner: str) -> Job:
@@ -53,9 +54,65 @@ class VideoController(Controller):
         channels: NamedDependency[ChannelsPlugin],
     ) -> Video:
         fields = await read_fields(request)
+        job = await self._submit(request, services, channels, fields)
+        return video_of(job, services.settings.public_base_url, services.url_key)
+
+    @post("/{video_id:str}/remix", operation_id="remixVideo", status_code=200)
+    async def remix(
+        self,
+        request: Request,
+        services: NamedDependency[Resources],
+        channels: NamedDependency[ChannelsPlugin],
+        video_id: FromPath[str],
+    ) -> Video:
+        fields = await read_fields(request)
+        if POST_ID.fullmatch(video_id):
+            job = await self._submit(request, services, channels, fields, remix_target=video_id)
+        else:
+            source = await _own_job(services, video_id, request.state.owner)
+            if source.state != JobState.COMPLETED or not source.generation_id:
+                raise Conflict(
+                    "Only a completed video can be remixed", param="video_id", code="video_not_finished"
+                )
+            job = await self._submit(request, services, channels, fields, remix_of=source)
+        return video_of(job, services.settings.public_base_url, services.url_key)
+
+    @post("/generations", operation_id="createVideoTask", status_code=200, tags=["tasks"])
+    async def create_task(
+        self,
+        request: Request,
+        services: NamedDependency[Resources],
+        channels: NamedDependency[ChannelsPlugin],
+    ) -> Task:
+        """The native task dialect: aspect_ratio, duration, image_urls; answers the task view."""
+        fields = await read_fields(request)
+        if fields.get("characters"):
+            raise InvalidParam(
+                "'characters' is not supported by this gateway yet",
+                param="characters",
+                code="unsupported_parameter",
+            )
+        job = await self._submit(request, services, channels, fields)
+        return task_of(job, services.settings.public_base_url, services.url_key)
+
+    async def _submit(
+        self,
+        request: Request,
+        services: Resources,
+        channels: ChannelsPlugin,
+        fields: dict,
+        *,
+        remix_of: Job | None = None,
+        remix_target: str | None = None,
+    ) -> Job:
         idempotency_key = request.headers.get("idempotency-key") or None
-        job = build_video_job(
-            fields, owner=request.state.owner, idempotency_key=idempotency_key, settings=services.settings
+        job = await plan_video_job(
+            fields,
+            owner=request.state.owner,
+            idempotency_key=idempotency_key,
+            resources=services,
+            remix_of=remix_of,
+            remix_target=remix_target,
         )
         stored, created = await services.jobs.insert(job)
         if not created and stored.request_hash != job.request_hash:
@@ -73,7 +130,7 @@ class VideoController(Controller):
         if not flag(fields.get("async_mode"), default=True):
             await wait_until_done(channels, services, stored.id, services.settings.sync_wait_s)
             stored = await services.jobs.get(stored.id) or stored
-        return video_of(stored, services.settings.public_base_url, services.url_key)
+        return stored
 
     @delete("/{video_id:str}", operation_id="deleteVideo", status_code=200)
     async def remove(

@@ -107,14 +107,70 @@ class SoraClient:
     # Video tasks ---------------------------------------------------------------
 
     async def create_video(self, creds: Credentials, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST /nf/create; a sentinel rejection refreshes the value and tries once more."""
+        return await self._gated_create(creds, "/nf/create", payload)
+
+    async def create_storyboard(self, creds: Credentials, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self._gated_create(creds, "/nf/create/storyboard", payload)
+
+    async def extend(self, creds: Credentials, generation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        path = f"/project_y/profile/drafts/{generation_id}/long_video_extension"
+        return await self._gated_create(creds, path, payload)
+
+    async def create_image(self, creds: Credentials, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self._gated_create(creds, "/video_gen", payload)
+
+    async def publish(self, creds: Credentials, generation_id: str) -> str:
+        """Publishes a draft as a post and returns its ``s_…`` id."""
+        payload = {
+            "attachments_to_create": [{"generation_id": generation_id, "kind": "sora"}],
+            "post_text": "",
+        }
+        answer = await self._gated(creds, "/project_y/post", payload)
+        post = answer.get("post") if isinstance(answer, dict) else None
+        if not isinstance(post, dict) or not isinstance(post.get("id"), str):
+            raise errors.classify(502, {}, b"publish answered without a post id")
+        return post["id"]
+
+    async def delete_post(self, creds: Credentials, post_id: str) -> None:
+        await self._call(creds, "DELETE", f"/project_y/post/{post_id}")
+
+    async def upload_image(self, creds: Credentials, data: bytes, content_type: str, extension: str) -> str:
+        """Uploads an input image; returns the media id that ``inpaint_items`` refer to."""
+        name = f"image.{extension}"
         try:
-            return await self._create(creds, payload)
+            response = await self._client(creds.proxy_url).post(
+                self._backend + "/uploads",
+                headers={"Authorization": f"Bearer {creds.access_token}"},
+                files={"file": (name, data, content_type)},
+                data={"file_name": name},
+            )
+        except httpx.TransportError as exc:
+            raise errors.classify_transport(exc) from exc
+        if response.status_code >= 400:
+            raise errors.classify(response.status_code, response.headers, response.content)
+        try:
+            media_id = msgspec.json.decode(response.content).get("id")
+        except (msgspec.DecodeError, AttributeError):
+            media_id = None
+        if not isinstance(media_id, str):
+            raise errors.classify(502, response.headers, b"upload answered without a media id")
+        return media_id
+
+    async def _gated_create(self, creds: Credentials, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        answer = await self._gated(creds, path, payload)
+        if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
+            raise errors.classify(502, {}, b"create answered without a task id")
+        return answer
+
+    async def _gated(self, creds: Credentials, path: str, payload: dict[str, Any]) -> Any:
+        """A sentinel-gated call; a sentinel rejection refreshes the value and tries once more."""
+        try:
+            return await self._gated_once(creds, path, payload)
         except errors.SentinelBlock:
             await self.sentinel.invalidate(creds.access_token)
-            return await self._create(creds, payload)
+            return await self._gated_once(creds, path, payload)
 
-    async def _create(self, creds: Credentials, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _gated_once(self, creds: Credentials, path: str, payload: dict[str, Any]) -> Any:
         headers = {"Content-Type": "application/json", "oai-language": "en-US"}
         sentinel = await self.sentinel.get(creds.access_token, creds.proxy_url)
         if sentinel is not None:
@@ -127,17 +183,9 @@ class SoraClient:
             cookie = f"{SESSION_COOKIE}={creds.session_token}"
         if cookie:
             headers["Cookie"] = cookie
-        answer = await self._call(
-            creds,
-            "POST",
-            "/nf/create",
-            json=payload,
-            headers=headers,
-            timeout_s=self._settings.create_timeout_s,
+        return await self._call(
+            creds, "POST", path, json=payload, headers=headers, timeout_s=self._settings.create_timeout_s
         )
-        if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
-            raise errors.classify(502, {}, b"create answered without a task id")
-        return answer
 
     async def pending(self, creds: Credentials) -> list[dict[str, Any]]:
         answer = await self._call(creds, "GET", "/nf/pending/v2")

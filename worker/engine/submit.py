@@ -7,6 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from shared.accounts import quota_fields
+from shared.errors import GatewayError
+from shared.inputs import InputImage, fetch_image
 from shared.jobs import attempt_entry
 from shared.models import Account, Job, JobState
 from shared.secrets import SecretUnreadable
@@ -43,6 +45,68 @@ def create_payload(job: Job) -> dict[str, Any]:
     }
 
 
+class InputUnavailable(Exception):
+    """The job's own input (reference image, remix source) is unusable: terminal, not the account's fault."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def _send(ctx: Context, creds: Credentials, job: Job) -> dict[str, Any]:
+    """The upstream create call for this job's operation."""
+    params = job.params
+    if params.get("operation") == "extension":
+        body = {
+            "user_prompt": params["upstream_prompt"],
+            "extension_duration_s": params["extension_duration_s"],
+            "enable_rewrite": True,
+        }
+        return await ctx.sora.extend(creds, params["generation_id"], body)
+    payload = create_payload(job)
+    if params.get("input_image"):
+        payload["inpaint_items"] = [{"kind": "upload", "upload_id": await _upload_reference(ctx, creds, job)}]
+    if params.get("operation") == "remix":
+        payload.update(remix_target_id=await _remix_target(ctx, job), cameo_ids=[], cameo_replacements={})
+        payload.pop("size", None)
+    if params.get("operation") == "storyboard":
+        payload["title"] = "Draft your video"
+        return await ctx.sora.create_storyboard(creds, payload)
+    return await ctx.sora.create_video(creds, payload)
+
+
+async def _upload_reference(ctx: Context, creds: Credentials, job: Job) -> str:
+    source = job.params["input_image"]
+    if "key" in source:
+        image = InputImage(data=await ctx.storage.read(source["key"]), content_type=source["content_type"])
+    else:
+        try:
+            image = await fetch_image(source["url"], param=source.get("param", "input_reference"))
+        except GatewayError as exc:
+            raise InputUnavailable(
+                exc.code or "fetch_failed", f"The reference image could not be used: {exc}"
+            ) from exc
+    return await ctx.sora.upload_image(creds, image.data, image.content_type, image.extension)
+
+
+async def _remix_target(ctx: Context, job: Job) -> str:
+    """An upstream post id; our own finished video is published once to get one (remixes need a post)."""
+    if job.params.get("remix_target_id"):
+        return job.params["remix_target_id"]
+    source = await ctx.jobs.get(job.params["remix_source_job"])
+    if source is None or not source.generation_id or source.account_id is None:
+        raise InputUnavailable("remix_source_unavailable", "The video to remix is no longer available")
+    if source.post_id:
+        return source.post_id
+    account = await ctx.pool.get(source.account_id)
+    if account is None:
+        raise InputUnavailable("remix_source_unavailable", "The account that made the source video is gone")
+    post_id = await ctx.sora.publish(ctx.pool.credentials(account), source.generation_id)
+    await ctx.jobs.set_post_id(source.id, post_id)
+    return post_id
+
+
 def _avoided_account(job: Job) -> set[int]:
     """The account the last attempt failed on, when the failure was the account's: retries go elsewhere."""
     last = job.attempts[-1] if job.attempts else {}
@@ -59,8 +123,9 @@ async def submit(ctx: Context, job_id: str) -> None:
             return
 
     requires_pro = bool(job.params.get("requires_pro"))
-    avoid = _avoided_account(job)
-    account = await ctx.pool.lease(job.kind, job.id, requires_pro=requires_pro, exclude=avoid)
+    sticky = job.params.get("sticky_account_id")
+    avoid = set() if sticky else _avoided_account(job)
+    account = await ctx.pool.lease(job.kind, job.id, requires_pro=requires_pro, exclude=avoid, only=sticky)
     if (
         account is None
         and avoid
@@ -96,7 +161,10 @@ async def _create(ctx: Context, job: Job, account: Account) -> None:
         )
         return
     try:
-        answer = await ctx.sora.create_video(creds, create_payload(job))
+        answer = await _send(ctx, creds, job)
+    except InputUnavailable as exc:
+        await fail(ctx, job, exc.code, exc.message)
+        return
     except SentinelUnavailable as exc:
         await _retry_or_fail(ctx, job, account, "sentinel_unavailable", str(exc), avoid=False)
         return
