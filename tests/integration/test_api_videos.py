@@ -92,11 +92,19 @@ async def test_request_dialects(client: AsyncTestClient, body: dict, seconds: st
         ({"image": "http://169.254.169.254/latest/meta-data/"}, "image", "url_not_allowed"),
         ({"input_image": "http://[::ffff:10.0.0.1]/x.png"}, "input_image", "url_not_allowed"),
         ({"images": ["http://localhost/x.png"]}, "images", "url_not_allowed"),
-        ({"input_reference": {"image_url": "http://192.168.1.1/x.png"}}, "input_reference", "url_not_allowed"),
+        (
+            {"input_reference": {"image_url": "http://192.168.1.1/x.png"}},
+            "input_reference",
+            "url_not_allowed",
+        ),
         ({"input_reference": "this is not an image"}, "input_reference", "invalid_image"),
         ({"character_url": "https://example.com/c.mp4"}, "character_url", "unsupported_parameter"),
         ({"aspect_ratio": "4:3"}, "aspect_ratio", "invalid_value"),
-        ({"model": "sora2-extension-10s", "prompt": "gen_unknown123 go on"}, "prompt", "generation_not_found"),
+        (
+            {"model": "sora2-extension-10s", "prompt": "gen_unknown123 go on"},
+            "prompt",
+            "generation_not_found",
+        ),
     ],
 )
 async def test_bad_input_is_a_clear_400(client: AsyncTestClient, body: dict, param: str, code: str) -> None:
