@@ -14,9 +14,11 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from redis.asyncio import Redis
 
 from api.errors import EXCEPTION_HANDLERS
+from api.routes.images import ImageController
+from api.routes.media import MediaController
 from api.routes.system import HealthController, ModelController
 from api.routes.tokens import TokenController
-from api.routes.videos import VideoContentController, VideoController
+from api.routes.videos import VideoController
 from api.watch import channels_plugin
 from shared.logs import quiet_libraries
 from shared.queue import create_celery
@@ -49,7 +51,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             VideoController,
-            VideoContentController,
+            MediaController,
+            ImageController,
             ModelController,
             TokenController,
             HealthController,

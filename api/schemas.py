@@ -62,6 +62,7 @@ class TaskMedia(msgspec.Struct):
 
 class TaskData(msgspec.Struct, omit_defaults=True):
     videos: list[TaskMedia] | None = None
+    images: list[TaskMedia] | None = None
 
 
 class Task(msgspec.Struct):
@@ -148,7 +149,7 @@ def content_url(job: Job, base_url: str, url_key: str) -> str:
     """A download link that works without our Authorization header (chat clients, browsers), until expiry."""
     expires = epoch(job.expires_at) or 0
     signature = sign(url_key, f"{job.id}:{expires}")
-    return f"{base_url.rstrip('/')}/v1/videos/{job.id}/content?exp={expires}&sig={signature}"
+    return f"{base_url.rstrip('/')}/v1/{job.kind}s/{job.id}/content?exp={expires}&sig={signature}"
 
 
 def video_of(job: Job, base_url: str, url_key: str) -> Video:
@@ -182,7 +183,8 @@ _TASK_STATE: dict[str, TaskState] = {
 def task_of(job: Job, base_url: str, url_key: str) -> Task:
     data = None
     if job.state == JobState.COMPLETED:
-        data = TaskData(videos=[TaskMedia(url=content_url(job, base_url, url_key))])
+        media = [TaskMedia(url=content_url(job, base_url, url_key))]
+        data = TaskData(images=media) if job.kind == "image" else TaskData(videos=media)
     return Task(
         id=job.id,
         task_id=job.id,

@@ -128,9 +128,7 @@ def _image_source(fields: dict[str, Any]) -> tuple[str, Any] | None:
     return None
 
 
-async def _reference_image(
-    fields: dict[str, Any], job_id: str, resources: Resources
-) -> dict[str, Any] | None:
+async def reference_image(fields: dict[str, Any], job_id: str, resources: Resources) -> dict[str, Any] | None:
     """Stages an uploaded or inline image, or checks a remote URL for the worker to fetch."""
     found = _image_source(fields)
     if found is None:
@@ -242,7 +240,7 @@ async def plan_video_job(
             params.update(operation="storyboard", upstream_size="small", upstream_model="sy_8")
             text = rewrite_storyboard(text)
         if params["operation"] == "create":
-            reference = await _reference_image(fields, job_id, resources)
+            reference = await reference_image(fields, job_id, resources)
             if reference is not None:
                 params["input_image"] = reference
         elif _image_source(fields) is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
@@ -21,9 +21,34 @@ from shared.events import JobEvent, decode, event_for
 from shared.resources import Resources
 
 
+class SerializedPubSubBackend(RedisChannelsPubSubBackend):
+    """One subscribe or unsubscribe at a time on the shared pub/sub connection.
+
+    redis-py's PubSub opens its connection lazily and without a lock: concurrent first
+    subscribes each open one, only the last is read, and the others' events are lost.
+    """
+
+    def __init__(self, *, redis: Redis) -> None:
+        super().__init__(redis=redis)
+        self._change: asyncio.Lock | None = None
+
+    def _lock(self) -> asyncio.Lock:
+        if self._change is None:  # created on first use, inside the app's event loop
+            self._change = asyncio.Lock()
+        return self._change
+
+    async def subscribe(self, channels: Iterable[str]) -> None:
+        async with self._lock():
+            await super().subscribe(channels)
+
+    async def unsubscribe(self, channels: Iterable[str]) -> None:
+        async with self._lock():
+            await super().unsubscribe(channels)
+
+
 def channels_plugin(redis: Redis) -> ChannelsPlugin:
     return ChannelsPlugin(
-        backend=RedisChannelsPubSubBackend(redis=redis),
+        backend=SerializedPubSubBackend(redis=redis),
         arbitrary_channels_allowed=True,
         # A slow client must not hold memory without bound: drop its oldest events, never the newest
         # (which carry the whole state, the terminal one included).

@@ -20,9 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.models import Job, JobState
 from shared.timeutil import utcnow
 
+JOB_ID_PREFIXES = ("video_", "img_")
+
 
 def new_video_id() -> str:
     return "video_" + secrets.token_hex(16)
+
+
+def new_image_id() -> str:
+    return "img_" + secrets.token_hex(16)
 
 
 def attempt_entry(account_id: int | None, error_class: str, message: str) -> dict[str, Any]:
@@ -99,6 +105,16 @@ class JobRepo:
     async def set_post_id(self, job_id: str, post_id: str) -> None:
         async with self._sessions() as session:
             await session.execute(sa.update(Job).where(Job.id == job_id).values(post_id=post_id))
+            await session.commit()
+
+    async def in_group(self, group_id: str) -> list[Job]:
+        async with self._sessions() as session:
+            result = await session.execute(sa.select(Job).where(Job.group_id == group_id).order_by(Job.id))
+            return list(result.scalars().all())
+
+    async def insert_group(self, jobs: Sequence[Job]) -> None:
+        async with self._sessions() as session:
+            session.add_all(jobs)
             await session.commit()
 
     async def mark_deleted(self, job_id: str) -> None:

@@ -24,13 +24,16 @@ def _eligible(kind: str, requires_pro: bool, exclude: Collection[int]) -> list[s
         Account.enabled.is_(True),
         sa.or_(Account.expires_at.is_(None), Account.expires_at > now),
         sa.or_(Account.cooldown_until.is_(None), Account.cooldown_until <= now),
-        sa.or_(
-            Account.quota_remaining.is_(None),
-            Account.quota_remaining > 0,
-            Account.quota_resets_at <= now,
-        ),
         _LIMIT_COLUMN[kind] > 0,
     ]
+    if kind == "video":  # the upstream's allowance counts videos only
+        conditions.append(
+            sa.or_(
+                Account.quota_remaining.is_(None),
+                Account.quota_remaining > 0,
+                Account.quota_resets_at <= now,
+            )
+        )
     if requires_pro:
         conditions.append(Account.plan_type.in_(PRO_PLANS))
     if exclude:

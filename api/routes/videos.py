@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -13,29 +12,26 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
-from litestar.response import ServerSentEvent, Stream
+from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
-from api.auth import client_guard, client_owner
+from api.auth import client_guard
 from api.schemas import Task, Video, VideoDeleted, VideoList, task_of, video_of
 from api.video_requests import flag, plan_video_job, read_fields
 from api.watch import follow, wait_until_done, with_heartbeat
-from shared.errors import Conflict, InvalidParam, NotFound, Unauthorized
+from shared.errors import Conflict, InvalidParam, NotFound
 from shared.events import encode as encode_event
+from shared.jobs import JOB_ID_PREFIXES
 from shared.models import Job, JobState
 from shared.resources import Resources
-from shared.secrets import verify
-from shared.timeutil import utcnow
 
 log = logging.getLogger("api.videos")
 
-_VARIANTS = {"video": ("media_key", "video/mp4"), "thumbnail": ("thumbnail_key", "image/webp")}
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 POST_ID = re.compile(r"s_[0-9a-f]{32}")
 
 
 async def _own_job(services: Resources, job_id: str, owner: str) -> Job:
-    job = await services.jobs.get(job_id) if job_id.startswith("video_") else None
+    job = await services.jobs.get(job_id) if job_id.startswith(JOB_ID_PREFIXES) else None
     if job is None or job.owner != owner or job.deleted_at is not None:
         raise NotFound(f"No video found with id '{job_id}'", param="video_id")
     return job
@@ -212,85 +208,3 @@ class VideoController(Controller):
     ) -> Task:
         job = await _own_job(services, task_id, request.state.owner)
         return task_of(job, services.settings.public_base_url, services.url_key)
-
-
-class VideoContentController(Controller):
-    """Downloads: by client key, or by the signed link in ``data[].url`` (no key needed)."""
-
-    path = "/v1/videos"
-    tags = ["videos"]
-
-    @get("/{video_id:str}/content", operation_id="downloadVideoContent")
-    async def content(
-        self,
-        request: Request,
-        services: NamedDependency[Resources],
-        video_id: FromPath[str],
-        variant: FromQuery[str] = "video",
-        exp: FromQuery[int | None] = None,
-        sig: FromQuery[str | None] = None,
-    ) -> Response:
-        job = await self._authorised_job(request, services, video_id, exp, sig)
-        if job.state != JobState.COMPLETED:
-            raise Conflict(
-                "The video is not ready yet; poll GET /v1/videos/{id} until it is completed",
-                code="video_not_ready",
-            )
-        if job.expires_at is not None and job.expires_at < utcnow():
-            raise NotFound("The video has expired", code="expired")
-        if variant not in _VARIANTS and variant != "spritesheet":
-            raise InvalidParam("'variant' must be video, thumbnail or spritesheet", param="variant")
-        key_attr, media_type = _VARIANTS.get(variant, ("", ""))
-        key = getattr(job, key_attr, None) if key_attr else None
-        size = await services.storage.size(key) if key else None
-        if key is None or size is None:
-            raise NotFound(f"This video has no {variant}", code="variant_not_available")
-        return _ranged(services, key, size, media_type, request.headers.get("range"))
-
-    async def _authorised_job(
-        self,
-        request: Request,
-        services: NamedDependency[Resources],
-        video_id: str,
-        exp: int | None,
-        sig: str | None,
-    ) -> Job:
-        owner = client_owner(request)
-        if owner is not None:
-            return await _own_job(services, video_id, owner)
-        if sig is None or exp is None:
-            raise Unauthorized("Incorrect API key provided")
-        if exp < time.time() or not verify(services.url_key, f"{video_id}:{exp}", sig):
-            raise NotFound(f"No video found with id '{video_id}'", param="video_id")
-        job = await services.jobs.get(video_id)
-        if job is None or job.deleted_at is not None:
-            raise NotFound(f"No video found with id '{video_id}'", param="video_id")
-        return job
-
-
-def _ranged(
-    services: NamedDependency[Resources], key: str, size: int, media_type: str, header: str | None
-) -> Response:
-    start, end, status = 0, size - 1, 200
-    headers = {"accept-ranges": "bytes"}
-    match = _RANGE.match(header.strip()) if header else None
-    if header and match and size > 0:
-        first, last = match.groups()
-        if first:
-            start = int(first)
-            end = min(int(last), size - 1) if last else size - 1
-        elif last:
-            start = max(size - int(last), 0)
-        if start > end or start >= size:
-            return Response(
-                b"", status_code=416, headers={"content-range": f"bytes */{size}"}, media_type=media_type
-            )
-        status = 206
-        headers["content-range"] = f"bytes {start}-{end}/{size}"
-    headers["content-length"] = str(end - start + 1)
-
-    async def body() -> AsyncIterator[bytes]:
-        async for chunk in services.storage.read_range(key, start, end):
-            yield chunk
-
-    return Stream(body(), status_code=status, media_type=media_type, headers=headers)

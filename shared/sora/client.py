@@ -191,6 +191,11 @@ class SoraClient:
         answer = await self._call(creds, "GET", "/nf/pending/v2")
         return [item for item in answer or [] if isinstance(item, dict)]
 
+    async def recent_image_tasks(self, creds: Credentials, *, limit: int = 20) -> list[dict[str, Any]]:
+        answer = await self._call(creds, "GET", "/v2/recent_tasks", params={"limit": limit})
+        tasks = answer.get("task_responses") if isinstance(answer, dict) else None
+        return [task for task in tasks or [] if isinstance(task, dict)]
+
     async def drafts(
         self, creds: Credentials, *, limit: int = 15, cursor: str | None = None
     ) -> dict[str, Any]:

@@ -13,10 +13,12 @@ from threading import Thread
 import msgspec
 import pytest
 import sqlalchemy as sa
+from litestar.channels import ChannelsPlugin
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from api.app import create_app
+from api.watch import wait_until_done
 from shared.db import create_engine, create_sessionmaker
 from shared.events import Publisher
 from shared.jobs import JobRepo
@@ -91,10 +93,11 @@ def in_another_process_soon(
         try:
             for _ in range(100):
                 await asyncio.sleep(delay / 5)
-                job_id = await asyncio.to_thread(job_id_of)
-                if job_id:
+                found = await asyncio.to_thread(job_id_of)
+                if found:
                     await asyncio.sleep(delay)
-                    await other.complete(job_id)
+                    for job_id in [found] if isinstance(found, str) else found:
+                        await other.complete(job_id)
                     return
         finally:
             await other.close()
@@ -201,3 +204,21 @@ async def test_async_mode_false_gives_up_after_the_bound(settings: Settings) -> 
     async with AsyncTestClient(app=create_app(quick)) as test_client:
         held = await _create(test_client, prompt="nobody finishes me", async_mode="false")
     assert held["status"] == "queued"
+
+
+async def test_many_waits_at_once_on_a_fresh_process_all_see_their_ends(settings: Settings) -> None:
+    """The first subscriptions of a new API process arrive together; none may miss its events."""
+    async with AsyncTestClient(app=create_app(settings)) as fresh:
+        videos = [await _create(fresh, prompt=f"together {i}") for i in range(5)]
+        ids = [v["id"] for v in videos]
+        finisher = in_another_process_soon(settings, lambda: ids, delay=1.0)
+        channels = fresh.app.plugins.get(ChannelsPlugin)
+        resources = fresh.app.state.services
+
+        async def wait_all() -> list:
+            # In the app's own event loop, as concurrent requests would be.
+            return await asyncio.gather(*(wait_until_done(channels, resources, i, 15) for i in ids))
+
+        ends = fresh.blocking_portal.call(wait_all)
+        finisher.join(10)
+    assert [end.status if end else None for end in ends] == ["completed"] * 5

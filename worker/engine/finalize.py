@@ -22,11 +22,24 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+def _counted(kind: str) -> dict:
+    if kind == "image":
+        return {"image_count": Account.image_count + 1, "consecutive_errors": 0}
+    # Only videos spend the upstream's video allowance.
+    return {
+        "video_count": Account.video_count + 1,
+        "consecutive_errors": 0,
+        "quota_remaining": sa.case(
+            (Account.quota_remaining > 0, Account.quota_remaining - 1), else_=Account.quota_remaining
+        ),
+    }
+
+
 async def finalize(ctx: Context, job_id: str, attempt: int = 0) -> None:
     job = await ctx.jobs.get(job_id)
     if job is None or job.state != JobState.FINALIZING or not job.media_url:
         return
-    video_key = f"videos/{job.id}/video.mp4"
+    video_key = f"videos/{job.id}/video.mp4" if job.kind == "video" else f"images/{job.id}/image.png"
     try:
         async with ctx.sora.media(job.media_url, max_bytes=ctx.settings.max_media_bytes) as chunks:
             size = await ctx.storage.write(video_key, chunks)
@@ -41,7 +54,7 @@ async def finalize(ctx: Context, job_id: str, attempt: int = 0) -> None:
         raise RetryLater(min(2**attempt * 2, 60)) from exc
 
     thumbnail_key = None
-    if job.thumbnail_url:
+    if job.thumbnail_url and job.kind == "video":
         try:
             async with ctx.sora.media(job.thumbnail_url, max_bytes=16 * 1024 * 1024) as chunks:
                 await ctx.storage.write(f"videos/{job.id}/thumbnail.webp", chunks)
@@ -67,10 +80,6 @@ async def finalize(ctx: Context, job_id: str, attempt: int = 0) -> None:
     if completed.account_id is not None:
         await ctx.pool.update(
             completed.account_id,
-            video_count=Account.video_count + 1,
-            consecutive_errors=0,
-            quota_remaining=sa.case(
-                (Account.quota_remaining > 0, Account.quota_remaining - 1), else_=Account.quota_remaining
-            ),
+            **_counted(job.kind),
         )
-    await publish(ctx, completed, "Video ready")
+    await publish(ctx, completed, "Video ready" if job.kind == "video" else "Image ready")

@@ -44,7 +44,11 @@ async def _poll(ctx: Context, account_id: int) -> None:
     jobs = await ctx.jobs.in_states([JobState.RUNNING], account_id=account_id)
     if not jobs:
         return
-    await ctx.pool.leases.renew(account_id, "video", [job.id for job in jobs])
+    by_kind: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_kind.setdefault(job.kind, []).append(job)
+    for kind, group in by_kind.items():
+        await ctx.pool.leases.renew(account_id, kind, [job.id for job in group])
     account = await ctx.pool.get(account_id)
     if account is None:
         return
@@ -54,11 +58,18 @@ async def _poll(ctx: Context, account_id: int) -> None:
         log.error("account %s: %s; disabling it", account_id, exc)
         await ctx.pool.update(account_id, enabled=False, disabled_reason="secret_unreadable")
         return
+    if by_kind.get("video"):
+        await _poll_videos(ctx, creds, by_kind["video"])
+    if by_kind.get("image"):
+        await _poll_images(ctx, creds, by_kind["image"])
+
+
+async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job]) -> None:
     try:
         pending = {item.get("id"): item for item in await ctx.sora.pending(creds)}
     except errors.UpstreamError as exc:
         # The next tick tries again; the deadline bounds how long that can go on.
-        log.warning("pending poll for account %s failed: %s", account_id, exc.error_class)
+        log.warning("pending poll for account %s failed: %s", creds.account_id, exc.error_class)
         return
 
     gone: list[Job] = []
@@ -72,6 +83,55 @@ async def _poll(ctx: Context, account_id: int) -> None:
         drafts = await _drafts_for(ctx, creds, gone)
         for job in gone:
             await _on_left_pending(ctx, job, drafts.get(job.upstream_task_id or ""))
+
+
+async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job]) -> None:
+    """One recent_tasks request covers every image job of the account."""
+    try:
+        tasks = {task.get("id"): task for task in await ctx.sora.recent_image_tasks(creds, limit=50)}
+    except errors.UpstreamError as exc:
+        log.warning("recent_tasks poll for account %s failed: %s", creds.account_id, exc.error_class)
+        return
+    for job in jobs:
+        task = tasks.get(job.upstream_task_id)
+        status = str((task or {}).get("status") or "")
+        urls = [
+            g.get("url")
+            for g in (task or {}).get("generations") or []
+            if isinstance(g, dict) and g.get("url")
+        ]
+        if (
+            task is None
+            or status in ("queued", "running", "processing")
+            or (status == "succeeded" and not urls)
+        ):
+            if task is None:
+                await _in_gap(ctx, job)
+            else:
+                await publish(ctx, await ctx.jobs.raise_progress(job.id, _percent(task), status))
+        elif status == "succeeded":
+            finalizing = await ctx.jobs.transition(
+                job.id,
+                [JobState.RUNNING],
+                state=JobState.FINALIZING,
+                media_url=urls[0],
+                generation_id=((task.get("generations") or [{}])[0] or {}).get("id"),
+                upstream_status=status,
+                progress=99,
+                missing_since=None,
+            )
+            if finalizing is not None:
+                ctx.enqueue.finalize(job.id)
+                await publish(ctx, finalizing, "Downloading the image")
+                await free_slot(ctx, finalizing)
+        else:
+            reason = str(task.get("failure_reason") or task.get("error_message") or "Generation failed")
+            if "polic" in reason.lower() or "guideline" in reason.lower():
+                await fail(ctx, job, "content_filter", CONTENT_FILTER_MESSAGE)
+            else:
+                await fail(
+                    ctx, job, "generation_failed", f"The upstream could not generate the image: {reason}"
+                )
 
 
 def _percent(task: dict[str, Any]) -> int:

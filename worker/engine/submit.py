@@ -57,6 +57,8 @@ class InputUnavailable(Exception):
 async def _send(ctx: Context, creds: Credentials, job: Job) -> dict[str, Any]:
     """The upstream create call for this job's operation."""
     params = job.params
+    if job.kind == "image":
+        return await ctx.sora.create_image(creds, await _image_payload(ctx, creds, job))
     if params.get("operation") == "extension":
         body = {
             "user_prompt": params["upstream_prompt"],
@@ -74,6 +76,24 @@ async def _send(ctx: Context, creds: Credentials, job: Job) -> dict[str, Any]:
         payload["title"] = "Draft your video"
         return await ctx.sora.create_storyboard(creds, payload)
     return await ctx.sora.create_video(creds, payload)
+
+
+async def _image_payload(ctx: Context, creds: Credentials, job: Job) -> dict[str, Any]:
+    params = job.params
+    items: list[dict[str, Any]] = []
+    if params.get("input_image"):
+        media_id = await _upload_reference(ctx, creds, job)
+        items = [{"type": "image", "frame_index": 0, "upload_media_id": media_id}]
+    return {
+        "type": "image_gen",
+        "operation": "remix" if items else "simple_compose",
+        "prompt": params["upstream_prompt"],
+        "width": params["width"],
+        "height": params["height"],
+        "n_variants": 1,
+        "n_frames": 1,
+        "inpaint_items": items,
+    }
 
 
 async def _upload_reference(ctx: Context, creds: Credentials, job: Job) -> str:
