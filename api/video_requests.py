@@ -248,6 +248,9 @@ async def plan_video_job(
                 "A reference image cannot be combined with a remix or a storyboard", param="input_reference"
             )
     params["upstream_prompt"] = text
+    params["watermark_free"] = not flag(
+        fields.get("watermark"), default=not resources.settings.watermark_free, param="watermark"
+    )
 
     now = utcnow()
     return Job(

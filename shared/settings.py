@@ -39,6 +39,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sentinel_provider: str = "none"
     # Hosts media may be downloaded from, besides the backend's own host.
     media_allowed_hosts: str = "videos.openai.com"
+    # Watermark-free downloads: the default for requests that don't say (`watermark` field), the operator's
+    # parser service (POST {url}/get-sora-link; empty: use the post detail), and whether to fall back to the
+    # watermarked file when the clean one cannot be had.
+    watermark_free: bool = False
+    watermark_parser_url: str = ""
+    watermark_fallback: bool = True
     upstream_timeout_s: float = 120.0
     create_timeout_s: float = 30.0
 
@@ -92,9 +98,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def media_hosts(self) -> frozenset[str]:
         hosts = set(_split(self.media_allowed_hosts))
-        backend_host = urlsplit(self.sora_backend_url).hostname
-        if backend_host:
-            hosts.add(backend_host)
+        for trusted in (self.sora_backend_url, self.watermark_parser_url):
+            host = urlsplit(trusted).hostname
+            if host:
+                hosts.add(host)
         return frozenset(h.lower() for h in hosts)
 
     @property

@@ -131,6 +131,34 @@ class SoraClient:
             raise errors.classify(502, {}, b"publish answered without a post id")
         return post["id"]
 
+    async def post_source_url(self, creds: Credentials, post_id: str) -> str | None:
+        """The unwatermarked file of a post, from its detail (given only to some accounts)."""
+        answer = await self._call(creds, "GET", f"/project_y/post/{post_id}") or {}
+        attachments = answer.get("attachments") or (answer.get("post") or {}).get("attachments") or []
+        for attachment in attachments:
+            path = ((attachment or {}).get("encodings") or {}).get("source", {}).get("path")
+            if isinstance(path, str) and path:
+                return path
+        return None
+
+    async def parse_clean_link(self, parser_url: str, post_id: str, access_token: str) -> str | None:
+        """Asks the operator's parser service for a post's clean download link."""
+        try:
+            response = await self._client(None).post(
+                parser_url.rstrip("/") + "/get-sora-link",
+                json={"url": f"https://sora.chatgpt.com/p/{post_id}", "token": access_token},
+                timeout=60.0,
+            )
+        except httpx.TransportError as exc:
+            raise errors.classify_transport(exc) from exc
+        if response.status_code >= 400:
+            raise errors.classify(response.status_code, response.headers, response.content)
+        try:
+            link = msgspec.json.decode(response.content).get("download_link")
+        except (msgspec.DecodeError, AttributeError):
+            link = None
+        return link if isinstance(link, str) and link else None
+
     async def delete_post(self, creds: Credentials, post_id: str) -> None:
         await self._call(creds, "DELETE", f"/project_y/post/{post_id}")
 

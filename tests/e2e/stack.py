@@ -74,7 +74,8 @@ class Stack:
             "BEAT_SCHEDULE_FILE": str(self.logs / "celerybeat-schedule"),
             "SIM_PORT": str(self.sim_port),
             "SIM_TIME_SCALE": str(time_scale),
-            **(extra_env or {}),
+            # Values may name the simulator's address, which is only known now.
+            **{key: value.format(sim_url=self.sim_url) for key, value in (extra_env or {}).items()},
         }
         self.procs: dict[str, subprocess.Popen] = {}
         self.http = httpx.Client(timeout=30)

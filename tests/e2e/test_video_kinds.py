@@ -34,7 +34,7 @@ def png(seed: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def stack(make_stack) -> Stack:
-    stack = make_stack("kinds")
+    stack = make_stack("kinds", extra_env={"WATERMARK_PARSER_URL": "{sim_url}/parser"})
     stack.add_account(plan="chatgpt_pro")
     return stack
 
@@ -186,3 +186,36 @@ def test_list_and_delete_with_the_sdk(stack: Stack, client: openai.OpenAI) -> No
     assert deleted.deleted is True and deleted.id == finished.id
     with pytest.raises(openai.NotFoundError):
         client.videos.retrieve(finished.id)
+
+
+def test_watermark_free_via_the_parser_then_the_post_is_deleted(stack: Stack, client: openai.OpenAI) -> None:
+    video = stack.create_video(prompt="without the watermark", watermark=False)
+    assert stack.wait_video(video["id"])["status"] == "completed"
+    content = client.videos.download_content(video["id"]).read()
+    task = stack.sim("GET", f"/tasks/{job_row(stack, video['id'])['upstream_task_id']}")
+    assert (
+        hashlib.sha256(content).hexdigest() == task["video_sha256"]
+    )  # the clean file, not the watermarked one
+    [parsed] = [e for e in stack.sim("GET", "/requests", params={"route": "parser"})][-1:]
+    post_id = parsed["body"]["url"].rsplit("/", 1)[-1]
+    assert stack.sim("GET", f"/posts/{post_id}")["deleted"] is True
+
+
+def test_watermark_free_falls_back_to_the_watermarked_file(stack: Stack, client: openai.OpenAI) -> None:
+    stack.sim("POST", "/faults", json={"fault": "http_502", "route": "parser", "count": 1})
+    video = stack.create_video(prompt="the parser is down", watermark="false")
+    assert stack.wait_video(video["id"])["status"] == "completed"
+    content = client.videos.download_content(video["id"]).read()
+    task = stack.sim("GET", f"/tasks/{job_row(stack, video['id'])['upstream_task_id']}")
+    assert hashlib.sha256(content).hexdigest() == task["video_wm_sha256"]
+    posts = [e for e in stack.sim("GET", "/requests", params={"route": "post_delete"})]
+    assert posts, "the published post is deleted even when no clean link came back"
+
+
+def test_styles_from_field_or_prompt(stack: Stack) -> None:
+    by_field = stack.create_video(prompt="a parade", style="thanksgiving")
+    by_prompt = stack.create_video(prompt="{anime} a duel at sunset")
+    for video, style, prompt in ((by_field, "festive", "a parade"), (by_prompt, "anime", "a duel at sunset")):
+        assert stack.wait_video(video["id"])["status"] == "completed"
+        sent = _sent(stack, "nf_create", video["id"])
+        assert (sent["style_id"], sent["prompt"]) == (style, prompt)

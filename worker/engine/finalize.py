@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from shared.models import Account, JobState
+from shared.models import Account, Job, JobState
 from shared.sora import errors
 from shared.sora.client import MediaNotAllowed
 from shared.timeutil import utcnow
@@ -20,6 +20,36 @@ class RetryLater(Exception):
     def __init__(self, delay: float) -> None:
         super().__init__(f"retry in {delay:.0f}s")
         self.delay = delay
+
+
+async def _clean_url(ctx: Context, job: Job) -> str | None:
+    """Publishes the draft, asks for its unwatermarked file, then deletes the post again.
+
+    The post is public while it exists, so it is always deleted, whether or not a link was found.
+    """
+    account = await ctx.pool.get(job.account_id) if job.account_id is not None else None
+    if account is None:
+        return None
+    creds = ctx.pool.credentials(account)
+    try:
+        post_id = await ctx.sora.publish(creds, job.generation_id or "")
+    except errors.UpstreamError as exc:
+        log.warning("job %s: publish for the watermark-free file failed: %s", job.id, exc.error_class)
+        return None
+    try:
+        if ctx.settings.watermark_parser_url:
+            return await ctx.sora.parse_clean_link(
+                ctx.settings.watermark_parser_url, post_id, creds.access_token
+            )
+        return await ctx.sora.post_source_url(creds, post_id)
+    except errors.UpstreamError as exc:
+        log.warning("job %s: no watermark-free link: %s", job.id, exc.error_class)
+        return None
+    finally:
+        try:
+            await ctx.sora.delete_post(creds, post_id)
+        except errors.UpstreamError as exc:
+            log.error("job %s: could not delete post %s: %s", job.id, post_id, exc.error_class)
 
 
 def _counted(kind: str) -> dict:
@@ -40,8 +70,15 @@ async def finalize(ctx: Context, job_id: str, attempt: int = 0) -> None:
     if job is None or job.state != JobState.FINALIZING or not job.media_url:
         return
     video_key = f"videos/{job.id}/video.mp4" if job.kind == "video" else f"images/{job.id}/image.png"
+    media_url = job.media_url
+    if job.params.get("watermark_free") and job.generation_id:
+        clean = await _clean_url(ctx, job)
+        if clean is None and not ctx.settings.watermark_fallback:
+            await fail(ctx, job, "watermark_free_failed", "The watermark-free file could not be obtained")
+            return
+        media_url = clean or media_url
     try:
-        async with ctx.sora.media(job.media_url, max_bytes=ctx.settings.max_media_bytes) as chunks:
+        async with ctx.sora.media(media_url, max_bytes=ctx.settings.max_media_bytes) as chunks:
             size = await ctx.storage.write(video_key, chunks)
     except MediaNotAllowed as exc:
         await fail(ctx, job, "media_host_not_allowed", str(exc))
