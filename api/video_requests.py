@@ -156,6 +156,17 @@ async def stage_image(resources: Resources, job_id: str, image: InputImage) -> d
     return {"key": key, "content_type": image.content_type}
 
 
+async def ensure_capable(resources: Resources, kind: str, *, requires_pro: bool) -> None:
+    """Refuses at once what no account could ever make, rather than queueing it until its deadline."""
+    if await resources.pool.any_capable(kind, requires_pro=requires_pro):
+        return
+    if requires_pro:
+        message = "No account in the pool has a Pro plan, which pro models, HD sizes and 25 s videos need"
+    else:
+        message = f"No enabled account in the pool can make {kind}s"
+    raise InvalidParam(message, param="model", code="no_capable_account")
+
+
 async def plan_video_job(
     fields: dict[str, Any],
     *,
@@ -248,6 +259,7 @@ async def plan_video_job(
                 "A reference image cannot be combined with a remix or a storyboard", param="input_reference"
             )
     params["upstream_prompt"] = text
+    await ensure_capable(resources, "video", requires_pro=bool(params.get("requires_pro")))
     params["watermark_free"] = not flag(
         fields.get("watermark"), default=not resources.settings.watermark_free, param="watermark"
     )

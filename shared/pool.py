@@ -94,6 +94,15 @@ class Pool:
             )
             return int(result.scalar_one()) > 0
 
+    async def any_capable(self, kind: str, *, requires_pro: bool) -> bool:
+        """Could any account ever serve this (enabled, plan fits), ignoring passing states like cooldowns?"""
+        conditions = [Account.enabled.is_(True), _LIMIT_COLUMN[kind] > 0]
+        if requires_pro:
+            conditions.append(Account.plan_type.in_(PRO_PLANS))
+        async with self._sessions() as session:
+            result = await session.execute(sa.select(sa.func.count()).select_from(Account).where(*conditions))
+            return int(result.scalar_one()) > 0
+
     async def capacity(self, kind: str) -> int:
         """Total slots of the accounts that could take a job now."""
         async with self._sessions() as session:

@@ -17,7 +17,7 @@ from litestar.di import NamedDependency
 
 from api.auth import client_guard
 from api.schemas import content_url
-from api.video_requests import fingerprint, read_fields, reference_image
+from api.video_requests import ensure_capable, fingerprint, read_fields, reference_image
 from api.watch import wait_until_done
 from shared.errors import BadRequest, Conflict, GatewayError, InvalidParam
 from shared.jobs import new_image_id
@@ -158,6 +158,7 @@ async def _plan(
         raise InvalidParam(f"'{model}' is a video model; use /v1/videos", param="model")
     image = resolve_image_params(spec, size=parsed.size)
 
+    await ensure_capable(services, "image", requires_pro=False)
     group_id = "grp_" + secrets.token_hex(12)
     reference = await reference_image(fields, group_id, services)
     if needs_image and reference is None:

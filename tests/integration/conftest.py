@@ -1,16 +1,48 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+import sqlalchemy as sa
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from shared.db import create_engine, create_sessionmaker
+from shared.models import Account
+from shared.secrets import SecretBox, token_hash
 from shared.settings import Settings
 
 CLIENT = {"Authorization": "Bearer sk-test-one"}
 OTHER_CLIENT = {"Authorization": "Bearer sk-test-two"}
 ADMIN = {"Authorization": "Bearer admin-test"}
+POOL_TOKEN = "integration-pool-account-token"
+
+
+async def set_pool_plan(settings: Settings, plan: str | None) -> None:
+    """The pool of these tests: one account (no worker runs here, so it is never called)."""
+    engine = create_engine(settings, pool_size=1)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            hashed = token_hash(POOL_TOKEN)
+            exists = (
+                await session.execute(sa.select(Account.id).where(Account.token_hash == hashed))
+            ).first()
+            if exists is None:
+                box = SecretBox(settings.encryption_key)
+                session.add(Account(token_hash=hashed, access_token_enc=box.seal(POOL_TOKEN), plan_type=plan))
+            else:
+                await session.execute(
+                    sa.update(Account).where(Account.token_hash == hashed).values(plan_type=plan)
+                )
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pool_account(settings: Settings) -> None:
+    asyncio.run(set_pool_plan(settings, "chatgpt_pro"))
 
 
 @pytest.fixture

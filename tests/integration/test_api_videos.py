@@ -15,7 +15,7 @@ from shared.settings import Settings
 from shared.storage import LocalStorage
 from shared.timeutil import utcnow
 from tests import strict
-from tests.integration.conftest import ADMIN, CLIENT, OTHER_CLIENT
+from tests.integration.conftest import ADMIN, CLIENT, OTHER_CLIENT, set_pool_plan
 
 pytestmark = pytest.mark.anyio
 
@@ -270,3 +270,20 @@ async def test_content_download_with_range_and_signed_link(
     assert forged.status_code == 404
     no_thumb = await client.get(f"/v1/videos/{job_id}/content?variant=thumbnail", headers=CLIENT)
     assert no_thumb.status_code == 404
+
+
+async def test_what_no_account_can_make_is_refused_at_once(
+    client: AsyncTestClient, settings: Settings
+) -> None:
+    await set_pool_plan(settings, "chatgpt_plus")
+    try:
+        for body in ({"model": "sora-2-pro"}, {"seconds": 25}, {"model": "sora-2-pro", "size": "1024x1792"}):
+            response = await client.post("/v1/videos", json={"prompt": "needs pro", **body}, headers=CLIENT)
+            assert response.status_code == 400, body
+            error = strict.error(response.content)
+            assert error.code == "no_capable_account" and "quota" not in error.message.lower()
+        assert (
+            await client.post("/v1/videos", json={"prompt": "standard"}, headers=CLIENT)
+        ).status_code == 200
+    finally:
+        await set_pool_plan(settings, "chatgpt_pro")
