@@ -178,3 +178,15 @@ def test_drafts_that_arrive_late_or_never(stack: Stack) -> None:
     assert stack.wait_video(late)["status"] == "completed"
     failed = stack.wait_video(lost)
     assert failed["status"] == "failed" and failed["error"]["code"] == "upstream_lost"
+
+
+def test_watermark_free_from_the_post_detail_when_no_parser_is_set(
+    stack: Stack, client: openai.OpenAI
+) -> None:
+    video = stack.create_video(prompt="clean from the post detail", watermark=False)
+    assert stack.wait_video(video["id"])["status"] == "completed"
+    content = client.videos.download_content(video["id"]).read()
+    task = stack.sim("GET", f"/tasks/{job_row(stack, video['id'])['upstream_task_id']}")
+    assert hashlib.sha256(content).hexdigest() == task["video_sha256"]
+    assert stack.sim("GET", "/requests", params={"route": "post_get"})
+    assert stack.sim("GET", "/requests", params={"route": "post_delete"})

@@ -78,6 +78,29 @@ def test_image_to_video_from_a_file_with_the_sdk(stack: Stack, client: openai.Op
     assert stack.sim("GET", f"/uploads/{item['upload_id']}")["sha256"] == hashlib.sha256(image).hexdigest()
 
 
+def test_reference_image_in_the_native_dialect_and_as_a_multipart_url_field(stack: Stack) -> None:
+    image = png(3)
+    data_url = "data:image/png;base64," + base64.b64encode(image).decode()
+    native = stack.http.post(
+        f"{stack.api_url}/v1/videos/generations",
+        json={"model": "sora-2", "prompt": "native with a picture", "image_urls": [data_url]},
+        headers=stack.client_headers(),
+    ).json()
+    assert stack.wait_video(native["id"])["status"] == "completed"
+    [item] = _sent(stack, "nf_create", native["id"])["inpaint_items"]
+    assert stack.sim("GET", f"/uploads/{item['upload_id']}")["sha256"] == hashlib.sha256(image).hexdigest()
+
+    refused = stack.http.post(
+        f"{stack.api_url}/v1/videos",
+        files={
+            "prompt": (None, "form field url"),
+            "input_reference[image_url]": (None, "http://127.0.0.1/a.png"),
+        },
+        headers=stack.client_headers(),
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "input_reference[image_url]"
+
+
 def test_remote_reference_urls_to_our_own_network_are_refused(stack: Stack) -> None:
     for url in (f"{stack.sim_url}/media/x.png", "http://169.254.169.254/latest/", "http://10.1.2.3/a.png"):
         response = stack.http.post(
