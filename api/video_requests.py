@@ -9,7 +9,6 @@ checked now and fetched by the worker).
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -18,7 +17,7 @@ from litestar.datastructures import UploadFile
 
 from shared.errors import BadRequest, InvalidParam
 from shared.inputs import InputImage, check_url, decode_inline_image, image_from_bytes
-from shared.jobs import new_video_id
+from shared.jobs import new_job_times, new_video_id
 from shared.modelids import parse_model, resolve_video_params
 from shared.models import Job, JobState
 from shared.prompts import (
@@ -30,7 +29,6 @@ from shared.prompts import (
     rewrite_storyboard,
 )
 from shared.resources import Resources
-from shared.timeutil import utcnow
 
 MAX_PROMPT_CHARS = 8000
 # Known fields that later kinds of job will serve; refusing them beats silently making a different video.
@@ -264,7 +262,6 @@ async def plan_video_job(
         fields.get("watermark"), default=not resources.settings.watermark_free, param="watermark"
     )
 
-    now = utcnow()
     return Job(
         id=job_id,
         kind="video",
@@ -279,8 +276,5 @@ async def plan_video_job(
         params=params,
         user_metadata=request.metadata,
         remixed_from_video_id=remixed_from,
-        created_at=now,
-        updated_at=now,
-        enqueued_at=now,
-        deadline_at=now + timedelta(seconds=resources.settings.job_deadline_s),
+        **new_job_times(resources.settings.job_deadline_s),
     )

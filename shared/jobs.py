@@ -31,6 +31,17 @@ def new_image_id() -> str:
     return "img_" + secrets.token_hex(16)
 
 
+def new_job_times(deadline_s: float) -> dict[str, Any]:
+    """The timestamps of a job that is created and enqueued now."""
+    now = utcnow()
+    return {
+        "created_at": now,
+        "updated_at": now,
+        "enqueued_at": now,
+        "deadline_at": now + timedelta(seconds=deadline_s),
+    }
+
+
 def attempt_entry(account_id: int | None, error_class: str, message: str) -> dict[str, Any]:
     return {
         "at": utcnow().isoformat(),

@@ -7,7 +7,6 @@ import base64
 import logging
 import secrets
 import time
-from datetime import timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -20,12 +19,11 @@ from api.schemas import content_url
 from api.video_requests import ensure_capable, fingerprint, read_fields, reference_image
 from api.watch import wait_until_done
 from shared.errors import BadRequest, Conflict, GatewayError, InvalidParam
-from shared.jobs import new_image_id
+from shared.jobs import new_image_id, new_job_times
 from shared.modelids import parse_model, resolve_image_params
 from shared.models import Job, JobState
 from shared.prompts import extract_style
 from shared.resources import Resources
-from shared.timeutil import utcnow
 
 log = logging.getLogger("api.images")
 MAX_PROMPT_CHARS = 8000
@@ -169,7 +167,6 @@ async def _plan(
     params: dict[str, Any] = {"width": image.width, "height": image.height, "upstream_prompt": text}
     if reference is not None:
         params["input_image"] = reference
-    now = utcnow()
     return [
         Job(
             id=new_image_id(),
@@ -182,10 +179,7 @@ async def _plan(
             seconds=0,
             size=image.size,
             params=params,
-            created_at=now,
-            updated_at=now,
-            enqueued_at=now,
-            deadline_at=now + timedelta(seconds=services.settings.job_deadline_s),
+            **new_job_times(services.settings.job_deadline_s),
         )
         for _ in range(n)
     ]

@@ -72,15 +72,21 @@ class SoraClient:
         timeout_s: float | None = None,
     ) -> Any:
         request_headers = {"Authorization": f"Bearer {creds.access_token}", **(headers or {})}
+        return await self._exchange(
+            self._client(creds.proxy_url),
+            method,
+            self._backend + path,
+            json=json,
+            params=params,
+            headers=request_headers,
+            timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+
+    @staticmethod
+    async def _exchange(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
+        """One request: typed errors for failures, the decoded JSON (or None when empty) for successes."""
         try:
-            response = await self._client(creds.proxy_url).request(
-                method,
-                self._backend + path,
-                json=json,
-                params=params,
-                headers=request_headers,
-                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
-            )
+            response = await client.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             raise errors.classify_transport(exc) from exc
         if response.status_code >= 400:
@@ -143,20 +149,14 @@ class SoraClient:
 
     async def parse_clean_link(self, parser_url: str, post_id: str, access_token: str) -> str | None:
         """Asks the operator's parser service for a post's clean download link."""
-        try:
-            response = await self._client(None).post(
-                parser_url.rstrip("/") + "/get-sora-link",
-                json={"url": f"https://sora.chatgpt.com/p/{post_id}", "token": access_token},
-                timeout=60.0,
-            )
-        except httpx.TransportError as exc:
-            raise errors.classify_transport(exc) from exc
-        if response.status_code >= 400:
-            raise errors.classify(response.status_code, response.headers, response.content)
-        try:
-            link = msgspec.json.decode(response.content).get("download_link")
-        except (msgspec.DecodeError, AttributeError):
-            link = None
+        answer = await self._exchange(
+            self._client(None),
+            "POST",
+            parser_url.rstrip("/") + "/get-sora-link",
+            json={"url": f"https://sora.chatgpt.com/p/{post_id}", "token": access_token},
+            timeout=60.0,
+        )
+        link = answer.get("download_link") if isinstance(answer, dict) else None
         return link if isinstance(link, str) and link else None
 
     async def delete_post(self, creds: Credentials, post_id: str) -> None:
@@ -165,23 +165,17 @@ class SoraClient:
     async def upload_image(self, creds: Credentials, data: bytes, content_type: str, extension: str) -> str:
         """Uploads an input image; returns the media id that ``inpaint_items`` refer to."""
         name = f"image.{extension}"
-        try:
-            response = await self._client(creds.proxy_url).post(
-                self._backend + "/uploads",
-                headers={"Authorization": f"Bearer {creds.access_token}"},
-                files={"file": (name, data, content_type)},
-                data={"file_name": name},
-            )
-        except httpx.TransportError as exc:
-            raise errors.classify_transport(exc) from exc
-        if response.status_code >= 400:
-            raise errors.classify(response.status_code, response.headers, response.content)
-        try:
-            media_id = msgspec.json.decode(response.content).get("id")
-        except (msgspec.DecodeError, AttributeError):
-            media_id = None
+        answer = await self._exchange(
+            self._client(creds.proxy_url),
+            "POST",
+            self._backend + "/uploads",
+            headers={"Authorization": f"Bearer {creds.access_token}"},
+            files={"file": (name, data, content_type)},
+            data={"file_name": name},
+        )
+        media_id = answer.get("id") if isinstance(answer, dict) else None
         if not isinstance(media_id, str):
-            raise errors.classify(502, response.headers, b"upload answered without a media id")
+            raise errors.classify(502, {}, b"upload answered without a media id")
         return media_id
 
     async def _gated_create(self, creds: Credentials, path: str, payload: dict[str, Any]) -> dict[str, Any]:
