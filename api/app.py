@@ -14,6 +14,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from redis.asyncio import Redis
 
 from api.errors import EXCEPTION_HANDLERS
+from api.routes.chat import ChatController
 from api.routes.images import ImageController
 from api.routes.media import MediaController
 from api.routes.system import HealthController, ModelController
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             VideoController,
             MediaController,
             ImageController,
+            ChatController,
             ModelController,
             TokenController,
             HealthController,

@@ -72,6 +72,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sync_wait_s: float = 600.0
     # SSE streams send a keep-alive comment when nothing happened for this long.
     sse_keepalive_s: float = 15.0
+    # A non-stream chat request with max_tokens at most this is a channel health check (NewAPI, OneAPI).
+    channel_test_max_tokens: int = 64
     worker_concurrency: int = 4
     beat_schedule_file: str = ".data/celerybeat-schedule"
 

@@ -13,6 +13,7 @@ import msgspec
 from litestar import Controller, Request, post
 from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
+from sqlalchemy.exc import IntegrityError
 
 from api.auth import client_guard
 from api.schemas import content_url
@@ -88,12 +89,23 @@ async def _images(
     request: Request, services: Resources, channels: ChannelsPlugin, *, needs_image: bool
 ) -> ImagesResponse:
     fields = await read_fields(request)
+    response_format = _response_format(fields.get("response_format"))
+    jobs = await submit_images(request, services, fields, needs_image=needs_image)
+    timeout = services.settings.sync_wait_s
+    await asyncio.gather(*(wait_until_done(channels, services, job.id, timeout) for job in jobs))
+    finished = [await services.jobs.get(job.id) or job for job in jobs]
+    return await _answer(finished, services, response_format)
+
+
+async def submit_images(
+    request: Request, services: Resources, fields: dict[str, Any], *, needs_image: bool = False
+) -> list[Job]:
+    """Stores one job per picture (one group) and enqueues them; a repeated Idempotency-Key returns those."""
     scalars = {k: v for k, v in fields.items() if isinstance(v, str | int | float) or v is None}
     try:
         parsed = msgspec.convert(scalars, ImageRequest, strict=False)
     except msgspec.ValidationError as exc:
         raise BadRequest(f"Invalid request: {exc}") from None
-    response_format = _response_format(parsed.response_format)
     jobs = await _plan(fields, parsed, request, services, needs_image=needs_image)
 
     idempotency_key = request.headers.get("idempotency-key") or None
@@ -102,7 +114,7 @@ async def _images(
     first.request_hash = fingerprint(fields) if idempotency_key else None
     try:
         await services.jobs.insert_group(jobs)
-    except Exception:
+    except IntegrityError:
         if idempotency_key is None:
             raise
         existing = await services.jobs.by_idempotency_key(request.state.owner, idempotency_key)
@@ -114,21 +126,16 @@ async def _images(
                 param="Idempotency-Key",
                 code="idempotency_key_reused",
             ) from None
-        jobs = await services.jobs.in_group(existing.group_id)
-    else:
-        for job in jobs:
-            try:
-                await asyncio.to_thread(services.enqueue.submit, job.id)
-            except Exception:
-                log.exception("enqueue of %s failed; the sweeper will retry it", job.id)
-
-    timeout = services.settings.sync_wait_s
-    await asyncio.gather(*(wait_until_done(channels, services, job.id, timeout) for job in jobs))
-    finished = [await services.jobs.get(job.id) or job for job in jobs]
-    return await _answer(finished, services, response_format)
+        return await services.jobs.in_group(existing.group_id)
+    for job in jobs:
+        try:
+            await asyncio.to_thread(services.enqueue.submit, job.id)
+        except Exception:
+            log.exception("enqueue of %s failed; the sweeper will retry it", job.id)
+    return jobs
 
 
-def _response_format(value: str | None) -> Literal["url", "b64_json"]:
+def _response_format(value: Any) -> Literal["url", "b64_json"]:
     if value in (None, "", "url"):
         return "url"
     if value == "b64_json":

@@ -37,6 +37,43 @@ async def _own_job(services: Resources, job_id: str, owner: str) -> Job:
     return job
 
 
+async def submit_video(
+    request: Request,
+    services: Resources,
+    channels: ChannelsPlugin,
+    fields: dict,
+    *,
+    remix_of: Job | None = None,
+    remix_target: str | None = None,
+) -> Job:
+    idempotency_key = request.headers.get("idempotency-key") or None
+    job = await plan_video_job(
+        fields,
+        owner=request.state.owner,
+        idempotency_key=idempotency_key,
+        resources=services,
+        remix_of=remix_of,
+        remix_target=remix_target,
+    )
+    stored, created = await services.jobs.insert(job)
+    if not created and stored.request_hash != job.request_hash:
+        raise Conflict(
+            "This Idempotency-Key was already used with a different request",
+            param="Idempotency-Key",
+            code="idempotency_key_reused",
+        )
+    if created:
+        try:
+            await asyncio.to_thread(services.enqueue.submit, stored.id)
+        except Exception:
+            # The row is committed: the sweeper sends the job again, so the client still gets its 200.
+            log.exception("enqueue of %s failed; the sweeper will retry it", stored.id)
+    if not flag(fields.get("async_mode"), default=True):
+        await wait_until_done(channels, services, stored.id, services.settings.sync_wait_s)
+        stored = await services.jobs.get(stored.id) or stored
+    return stored
+
+
 class VideoController(Controller):
     path = "/v1/videos"
     guards = [client_guard]
@@ -50,7 +87,7 @@ class VideoController(Controller):
         channels: NamedDependency[ChannelsPlugin],
     ) -> Video:
         fields = await read_fields(request)
-        job = await self._submit(request, services, channels, fields)
+        job = await submit_video(request, services, channels, fields)
         return video_of(job, services.settings.public_base_url, services.url_key)
 
     @post("/{video_id:str}/remix", operation_id="remixVideo", status_code=200)
@@ -63,14 +100,14 @@ class VideoController(Controller):
     ) -> Video:
         fields = await read_fields(request)
         if POST_ID.fullmatch(video_id):
-            job = await self._submit(request, services, channels, fields, remix_target=video_id)
+            job = await submit_video(request, services, channels, fields, remix_target=video_id)
         else:
             source = await _own_job(services, video_id, request.state.owner)
             if source.state != JobState.COMPLETED or not source.generation_id:
                 raise Conflict(
                     "Only a completed video can be remixed", param="video_id", code="video_not_finished"
                 )
-            job = await self._submit(request, services, channels, fields, remix_of=source)
+            job = await submit_video(request, services, channels, fields, remix_of=source)
         return video_of(job, services.settings.public_base_url, services.url_key)
 
     @post("/generations", operation_id="createVideoTask", status_code=200, tags=["tasks"])
@@ -88,45 +125,8 @@ class VideoController(Controller):
                 param="characters",
                 code="unsupported_parameter",
             )
-        job = await self._submit(request, services, channels, fields)
+        job = await submit_video(request, services, channels, fields)
         return task_of(job, services.settings.public_base_url, services.url_key)
-
-    async def _submit(
-        self,
-        request: Request,
-        services: Resources,
-        channels: ChannelsPlugin,
-        fields: dict,
-        *,
-        remix_of: Job | None = None,
-        remix_target: str | None = None,
-    ) -> Job:
-        idempotency_key = request.headers.get("idempotency-key") or None
-        job = await plan_video_job(
-            fields,
-            owner=request.state.owner,
-            idempotency_key=idempotency_key,
-            resources=services,
-            remix_of=remix_of,
-            remix_target=remix_target,
-        )
-        stored, created = await services.jobs.insert(job)
-        if not created and stored.request_hash != job.request_hash:
-            raise Conflict(
-                "This Idempotency-Key was already used with a different request",
-                param="Idempotency-Key",
-                code="idempotency_key_reused",
-            )
-        if created:
-            try:
-                await asyncio.to_thread(services.enqueue.submit, stored.id)
-            except Exception:
-                # The row is committed: the sweeper sends the job again, so the client still gets its 200.
-                log.exception("enqueue of %s failed; the sweeper will retry it", stored.id)
-        if not flag(fields.get("async_mode"), default=True):
-            await wait_until_done(channels, services, stored.id, services.settings.sync_wait_s)
-            stored = await services.jobs.get(stored.id) or stored
-        return stored
 
     @delete("/{video_id:str}", operation_id="deleteVideo", status_code=200)
     async def remove(

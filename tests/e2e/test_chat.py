@@ -1,0 +1,112 @@
+"""Chat completions through the real stack: streamed progress, results, failures and channel checks."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(make_stack) -> Stack:
+    stack = make_stack("chat")
+    stack.add_account(plan="chatgpt_pro")
+    return stack
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.api_url}/v1", api_key=stack.api_key, max_retries=0, timeout=120)
+
+
+def _say(text: str) -> list[dict]:
+    return [{"role": "system", "content": "ignored"}, {"role": "user", "content": text}]
+
+
+def test_streamed_video_with_usage(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="sora-2",
+            messages=_say("a kite over the dunes"),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    first = chunks[0].choices[0].delta
+    assert first.role == "assistant"
+    progress = [c.choices[0].delta.model_extra.get("reasoning_content") for c in chunks if c.choices]
+    progress = [p for p in progress if p]
+    assert progress[0]["status"] == "started" and progress[-1]["status"] == "completed"
+    assert all({"stage", "status", "message", "timestamp"} <= set(p) for p in progress)
+    assert {p["stage"] for p in progress} <= {"processing", "generation", "cache"}
+    values = [p["progress"] for p in progress]
+    assert values == sorted(values) and values[-1] == 100
+    task_id = progress[0]["details"]["task_id"]
+    [result] = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert result.choices[0].finish_reason == "stop"
+    assert (
+        "<video" in result.choices[0].delta.content
+        and f"/v1/videos/{task_id}/content" in result.choices[0].delta.content
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens > 0
+
+
+def test_streamed_image(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(model="sora-image", messages=_say("a red apple"), stream=True)
+    )
+    [result] = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert result.choices[0].delta.content.startswith("![Generated Image](")
+    assert "/v1/images/img_" in result.choices[0].delta.content
+
+
+def test_json_object_result_and_non_stream(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(
+        model="sora-2", messages=_say("a still lake"), response_format={"type": "json_object"}
+    )
+    assert answer.object == "chat.completion" and answer.usage.total_tokens > 0
+    result = json.loads(answer.choices[0].message.content)
+    assert result["type"] == "video" and result["data"][0]["url"] == result["url"]
+    assert httpx.get(result["url"]).content[4:8] == b"ftyp"
+
+
+def test_streamed_failure_then_error_then_done(stack: Stack) -> None:
+    with stack.http.stream(
+        "POST",
+        f"{stack.api_url}/v1/chat/completions",
+        json={"model": "sora-2", "messages": _say("forbidden [sim:violation]"), "stream": True},
+        headers=stack.client_headers(),
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = response.read().decode()
+    events = [block for block in raw.split("\n\n") if block]
+    for block in events:
+        assert len(block.encode()) < 64 * 1024
+        assert block.startswith(("data: ", ": keep-alive")) and "\n" not in block
+    payloads = [block.removeprefix("data: ") for block in events if block.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    error = json.loads(payloads[-2])["error"]
+    assert error["code"] == "content_filter"
+    last_content = json.loads(payloads[-3])["choices"][0]
+    assert last_content["finish_reason"] == "stop" and "content filter" in last_content["delta"]["content"]
+
+
+def test_channel_check_answers_at_once_and_creates_nothing(stack: Stack) -> None:
+    before = stack.sim("GET", "/stats")["creates_total"]
+    response = stack.http.post(
+        f"{stack.api_url}/v1/chat/completions",
+        json={"model": "sora-2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16},
+        headers=stack.client_headers(),
+    )
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["object"] == "chat.completion" and isinstance(
+        answer["choices"][0]["message"]["content"], str
+    )
+    assert stack.sim("GET", "/stats")["creates_total"] == before
