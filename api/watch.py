@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 
+import anyio
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from redis.asyncio import Redis
@@ -65,7 +66,8 @@ async def follow(
     Resuming (``after_seq``, an SSE Last-Event-ID) skips what the client already has.
     """
     channel = resources.keys.job_channel(job_id)
-    async with channels.start_subscription([channel]) as subscriber:
+    subscriber = await channels.subscribe([channel])
+    try:
         job = await resources.jobs.get(job_id)
         if job is None:
             raise NotFound(f"No video found with id '{job_id}'", param="video_id")
@@ -84,6 +86,11 @@ async def follow(
             yield event
             if event.terminal:
                 return
+    finally:
+        # A client that disconnects cancels this stream; the unsubscribe must still run to the end,
+        # or the shared connection keeps a subscription per dropped client.
+        with anyio.CancelScope(shield=True):
+            await channels.unsubscribe(subscriber)
 
 
 async def with_heartbeat(events: AsyncIterator[JobEvent], every_s: float) -> AsyncIterator[JobEvent | None]:

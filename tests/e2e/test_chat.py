@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
 
 import httpx
 import openai
 import pytest
+import redis
 
 from tests.e2e.stack import Stack
 
@@ -110,3 +114,50 @@ def test_channel_check_answers_at_once_and_creates_nothing(stack: Stack) -> None
         answer["choices"][0]["message"]["content"], str
     )
     assert stack.sim("GET", "/stats")["creates_total"] == before
+
+
+def test_500_dropped_streams_leave_no_subscription_behind(stack: Stack) -> None:
+    video = stack.create_video(prompt="never finishes [sim:stuck]")
+    channel = f"{stack.env['REDIS_PREFIX']}job:{video['id']}"
+    redis_client = redis.Redis.from_url(stack.env["REDIS_URL"])
+
+    def pubsub_clients() -> int:
+        return len(redis_client.client_list(_type="pubsub"))
+
+    before = pubsub_clients()
+
+    async def hold_streams(count: int) -> tuple[int, int, int]:
+        limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=0)
+        async with (
+            httpx.AsyncClient(timeout=60, limits=limits) as http,
+            contextlib.AsyncExitStack() as streams,
+        ):
+
+            async def open_one() -> None:
+                response = await streams.enter_async_context(
+                    http.stream(
+                        "GET",
+                        f"{stack.api_url}/v1/videos/{video['id']}/events",
+                        headers=stack.client_headers(),
+                    )
+                )
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        return  # the snapshot arrived: this stream is live and subscribed
+
+            await asyncio.gather(*(open_one() for _ in range(count)))
+            [(_, subscribed)] = redis_client.pubsub_numsub(channel)
+            return count, subscribed, pubsub_clients()
+
+    opened, subscribed_while_open, clients_while_open = asyncio.run(hold_streams(500))
+    assert opened == 500
+    # One subscription on one shared connection, however many clients follow the job.
+    assert subscribed_while_open == 1 and clients_while_open - before <= 1
+
+    deadline = time.monotonic() + 15
+    while redis_client.pubsub_numsub(channel)[0][1] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert redis_client.pubsub_numsub(channel)[0][1] == 0  # every dropped stream cleaned up
+    assert pubsub_clients() - before <= 1
+    assert stack.get_video(video["id"])["status"] in ("queued", "in_progress")  # the job goes on
+    redis_client.close()
