@@ -6,12 +6,13 @@ import base64
 import hashlib
 import io
 import re
+import time
 
 import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import job_row
+from tests.e2e.conftest import execute, job_row
 from tests.e2e.stack import Stack
 from tests.e2e.test_video_kinds import png
 
@@ -93,3 +94,14 @@ def test_refusals(stack: Stack, client: openai.OpenAI) -> None:
         )
         raise openai.BadRequestError("edit", response=stack_edit, body=stack_edit.json()["error"])
     assert no_image.value.body["code"] == "missing_required_parameter"  # type: ignore[index]
+
+
+def test_an_image_parked_while_accounts_cool_down_runs_when_they_are_back(
+    stack: Stack, client: openai.OpenAI
+) -> None:
+    execute(
+        stack, "UPDATE accounts SET cooldown_until = now() + interval '3 seconds', cooldown_reason = 'test'"
+    )
+    started = time.monotonic()
+    answer = client.images.generate(model="sora-image", prompt="patience", n=1)
+    assert len(answer.data) == 1 and time.monotonic() - started >= 2.5

@@ -8,11 +8,16 @@ from shared.models import Job, JobState
 from worker.context import Context
 from worker.engine.common import dispatch, fail, log
 
+JOB_KINDS = ("video", "image")
 
-async def dispatch_parked(ctx: Context, kind: str = "video") -> int:
-    """Sends parked jobs when the pool has room (new accounts, ended cooldowns, freed slots)."""
-    free = await ctx.pool.capacity(kind) - await ctx.jobs.count_active(kind)
-    return await dispatch(ctx, kind, free)
+
+async def dispatch_parked(ctx: Context) -> int:
+    """Sends parked jobs of every kind when the pool has room (new accounts, ended cooldowns, freed slots)."""
+    sent = 0
+    for kind in JOB_KINDS:
+        free = await ctx.pool.capacity(kind) - await ctx.jobs.count_active(kind)
+        sent += await dispatch(ctx, kind, free)
+    return sent
 
 
 async def sweep(ctx: Context) -> dict[str, int]:
