@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -197,7 +197,3 @@ def task_of(job: Job, base_url: str, url_key: str) -> Task:
         updated_at=epoch(job.updated_at) or 0,
         model=job.model,
     )
-
-
-def parse_body(raw: bytes) -> Any:
-    return msgspec.json.decode(raw)

@@ -8,8 +8,8 @@ shared across processes or loops.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from celery import Celery
 
@@ -18,8 +18,6 @@ from shared.settings import Settings
 
 # The engine's functions take the worker's resources as ``ctx``.
 Context = Resources
-
-T = TypeVar("T")
 
 
 class Runtime:
@@ -31,14 +29,13 @@ class Runtime:
         self._runner: asyncio.Runner | None = None
         self._context: Resources | None = None
 
-    def run(self, factory: Any, *args: Any) -> Any:
-        """Runs ``factory(context, *args)`` (a coroutine function) to completion on this process's loop."""
+    def run(self, factory: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+        """Runs ``factory(context, *args)`` to completion on this process's event loop."""
         if self._runner is None:
             self._runner = asyncio.Runner()
         if self._context is None:
             self._context = Resources.build(self._settings, self._celery, db_pool_size=2)
-        coroutine: Coroutine[Any, Any, T] = factory(self._context, *args)
-        return self._runner.run(coroutine)
+        return self._runner.run(factory(self._context, *args))
 
     def close(self) -> None:
         if self._runner is not None:

@@ -5,6 +5,7 @@ import json
 from collections.abc import Callable, Iterator
 
 import asyncpg
+import openai
 import pytest
 
 from tests.e2e.stack import Stack
@@ -54,3 +55,8 @@ def execute(stack: Stack, sql: str, *args: object) -> str:
             await connection.close()
 
     return asyncio.run(run())
+
+
+def sdk(stack: Stack) -> openai.OpenAI:
+    """The official SDK pointed at the stack, without retries that would hide failures."""
+    return openai.OpenAI(base_url=f"{stack.api_url}/v1", api_key=stack.api_key, max_retries=0, timeout=120)

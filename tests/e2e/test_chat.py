@@ -12,6 +12,7 @@ import openai
 import pytest
 import redis
 
+from tests.e2e.conftest import sdk
 from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +27,7 @@ def stack(make_stack) -> Stack:
 
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.api_url}/v1", api_key=stack.api_key, max_retries=0, timeout=120)
+    return sdk(stack)
 
 
 def _say(text: str) -> list[dict]:

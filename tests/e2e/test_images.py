@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import execute, job_row
+from tests.e2e.conftest import execute, job_row, sdk
 from tests.e2e.stack import Stack
 from tests.e2e.test_video_kinds import png
 
@@ -28,7 +28,7 @@ def stack(make_stack) -> Stack:
 
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.api_url}/v1", api_key=stack.api_key, max_retries=0, timeout=120)
+    return sdk(stack)
 
 
 def _image_id(url: str) -> str:

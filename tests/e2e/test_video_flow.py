@@ -15,7 +15,7 @@ import redis
 
 from shared.events import decode as decode_event
 from tests import strict
-from tests.e2e.conftest import job_row
+from tests.e2e.conftest import job_row, sdk
 from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ def stack(make_stack) -> Stack:
 
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.api_url}/v1", api_key=stack.api_key, max_retries=0)
+    return sdk(stack)
 
 
 def test_sdk_create_and_poll_then_download(stack: Stack, client: openai.OpenAI) -> None:

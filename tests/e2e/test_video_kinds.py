@@ -11,7 +11,7 @@ import zlib
 import openai
 import pytest
 
-from tests.e2e.conftest import job_row
+from tests.e2e.conftest import job_row, sdk
 from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ def stack(make_stack) -> Stack:
 
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.api_url}/v1", api_key=stack.api_key, max_retries=0)
+    return sdk(stack)
 
 
 def _sent(stack: Stack, route: str, video_id: str) -> dict:
