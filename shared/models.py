@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, Date, DateTime, Index, Integer, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -50,7 +50,9 @@ class Account(SQLModel, table=True):
     access_token_enc: str = Field(sa_column=Column(Text, nullable=False))
     session_token_enc: str | None = Field(default=None, sa_column=Column(Text))
     refresh_token_enc: str | None = Field(default=None, sa_column=Column(Text))
+    # A refresh token works only with the client id (and redirect) it was issued for.
     client_id: str | None = Field(default=None, sa_column=Column(Text))
+    redirect_uri: str | None = Field(default=None, sa_column=Column(Text))
     proxy_url: str | None = Field(default=None, sa_column=Column(Text))
 
     email: str | None = Field(default=None, sa_column=Column(Text))
@@ -67,6 +69,10 @@ class Account(SQLModel, table=True):
 
     video_concurrency: int = Field(default=3, sa_column=Column(Integer, nullable=False, server_default="3"))
     image_concurrency: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
+    # Characters in the making (upload → processing → finalize) held at once.
+    character_concurrency: int = Field(
+        default=1, sa_column=Column(Integer, nullable=False, server_default="1")
+    )
     enabled: bool = Field(default=True, nullable=False)
     disabled_reason: str | None = Field(default=None, sa_column=Column(Text))
     cooldown_until: datetime | None = _ts()
@@ -76,7 +82,17 @@ class Account(SQLModel, table=True):
     image_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     error_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     consecutive_errors: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    # Today's counts (UTC day in today_date; a new day starts them from zero).
+    today_date: date | None = Field(default=None, sa_column=Column(Date))
+    today_video_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    today_image_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    today_error_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+    last_error_at: datetime | None = _ts()
+    # Token refresh: when it last worked, why it last failed, and not before when to try again.
+    refreshed_at: datetime | None = _ts()
+    refresh_error: str | None = Field(default=None, sa_column=Column(Text))
+    refresh_not_before: datetime | None = _ts()
     # What the onboarding/test calls could not learn, by call: {"me": "…", "nf_check": "…"}.
     check_errors: dict[str, str] = Field(
         default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
@@ -170,3 +186,43 @@ class Job(SQLModel, table=True):
     @property
     def is_terminal(self) -> bool:
         return self.state in JobState.TERMINAL
+
+
+class ApiKey(SQLModel, table=True):
+    """A client key made through the admin API. Only its hash is stored; it is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    key_hash: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    # The first characters, so an operator can tell keys apart.
+    prefix: str = Field(sa_column=Column(Text, nullable=False))
+    label: str | None = Field(default=None, sa_column=Column(Text))
+    # Requests per minute; NULL means unlimited.
+    rate_limit: int | None = Field(default=None, sa_column=Column(Integer))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    last_used_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+
+
+class Character(SQLModel, table=True):
+    """A character (cameo) made through the gateway, usable as ``@username`` in prompts."""
+
+    __tablename__ = "characters"
+    __table_args__ = (Index("ix_characters_owner_created", "owner", "created_at"),)
+
+    id: str = Field(sa_column=Column(Text, primary_key=True))  # char_…
+    owner: str = Field(sa_column=Column(Text, nullable=False))
+    # The job that made it (kind "character").
+    job_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    account_id: int = Field(sa_column=Column(Integer, nullable=False))
+    cameo_id: str = Field(sa_column=Column(Text, nullable=False))
+    character_id: str = Field(sa_column=Column(Text, nullable=False))
+    username: str = Field(sa_column=Column(Text, nullable=False))
+    display_name: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    deleted_at: datetime | None = _ts()

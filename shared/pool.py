@@ -15,7 +15,11 @@ from shared.sora.client import Credentials
 from shared.timeutil import utcnow
 
 PRO_PLANS = ("chatgpt_pro",)
-_LIMIT_COLUMN = {"video": Account.video_concurrency, "image": Account.image_concurrency}
+_LIMIT_COLUMN = {
+    "video": Account.video_concurrency,
+    "image": Account.image_concurrency,
+    "character": Account.character_concurrency,
+}
 
 
 def _eligible(kind: str, requires_pro: bool, exclude: Collection[int]) -> list[sa.ColumnElement[bool]]:
