@@ -1,5 +1,8 @@
 """Backend routes (under ``SIM_BACKEND_PREFIX``): account reads, video and image creates, pending, drafts,
-recent image tasks, uploads, and posts.
+recent image tasks, uploads, and posts; characters, onboarding and social reads live in ``sim.social``.
+
+Video creates record the characters their prompt mentions (``@username``, §7.7) on the task; a mention that
+names no character the account may use is left as written.
 
 Video create refusals (``nf/create``, storyboard, extension), in the order checked: bad or missing Bearer →
 401; missing/empty (or, in strict mode, never issued) ``openai-sentinel-token`` → 400 ``sentinel_block``; a
@@ -31,11 +34,12 @@ from sim.model import (
     VIOLATION_REASON,
     Account,
     ImageTask,
-    Post,
     Task,
     find_marker,
 )
+from sim.social import social_handlers
 from sim.state import SimState, decode_cursor, encode_cursor
+from sim.views import post_view, signed_encodings
 
 ORIENTATIONS = ("landscape", "portrait", "square")
 N_FRAMES = (150, 300, 450, 600, 750)
@@ -206,11 +210,6 @@ def image_item(task: ImageTask, now: float, public_url: str) -> dict[str, Any]:
     return item
 
 
-def signed_encodings(task: Task, now: float, public_url: str) -> dict[str, str]:
-    paths = media.task_paths(task.id)
-    return {name: media.signed_url(public_url, path, now) for name, path in paths.items()}
-
-
 def draft_item(task: Task, now: float, public_url: str) -> dict[str, Any]:
     assert task.t_draft is not None
     width, height = task.width_height
@@ -239,7 +238,7 @@ def draft_item(task: Task, now: float, public_url: str) -> dict[str, Any]:
             "model": task.model,
             "size": task.size,
             "inpaint_image": None,
-            "cameo_profiles": [],
+            "cameo_profiles": task.cameo_profiles,
             "remix_target_post": task.body.get("remix_target_id"),
         },
     }
@@ -358,7 +357,8 @@ def backend_router(sim: SimState) -> Router:
         if isinstance(inputs, Response):
             return inputs
         kind = "storyboard" if storyboard else "remix" if inputs["remix_target_id"] else "video"
-        return start_video(acct, {**fields, "kind": kind, "inputs": inputs})
+        mentions = sim.resolve_mentions(acct, fields["prompt"])
+        return start_video(acct, {**fields, "kind": kind, "inputs": inputs, **mentions})
 
     def nf_create(call: Call) -> Response[Any]:
         return create_video(call, storyboard=False)
@@ -405,6 +405,7 @@ def backend_router(sim: SimState) -> Router:
                 "extension_duration_s": duration,
                 "enable_rewrite": body.get("enable_rewrite"),
             },
+            **sim.resolve_mentions(acct, prompt),
         }
         return start_video(acct, fields)
 
@@ -497,52 +498,6 @@ def backend_router(sim: SimState) -> Router:
             }
         )
 
-    def attachment(post: Post, task: Task, now: float) -> dict[str, Any]:
-        signed = signed_encodings(task, now, cfg.public_url)
-        width, height = task.width_height
-        return {
-            "id": f"{post.id}-attachment-0",
-            "kind": "sora",
-            "generation_id": task.generation_id,
-            "generation_type": "video_gen",
-            "task_id": task.id,
-            "url": signed["source_wm"],
-            "downloadable_url": signed["source_wm"],
-            "encodings": {name: {"path": url} for name, url in signed.items()},
-            "n_frames": task.n_frames,
-            "width": width,
-            "height": height,
-            "prompt": task.prompt,
-            "output_blocked": False,
-        }
-
-    def post_view(post: Post, viewer: Account) -> dict[str, Any]:
-        now = sim.now()
-        task = sim.tasks[post.task_id]
-        owner = sim.accounts[post.account_id]
-        attachments = [attachment(post, task, now)]
-        return {
-            "post": {
-                "id": post.id,
-                "permalink": post.permalink,
-                "shared_by": owner.user_id,
-                "is_owner": owner.id == viewer.id,
-                "posted_to_public": True,
-                "posted_at": post.created_at,
-                "updated_at": post.created_at,
-                "text": post.text,
-                "like_count": 0,
-                "view_count": 0,
-                "remix_count": sum(
-                    1 for t in sim.tasks.values() if t.inputs.get("remix_target_id") == post.id
-                ),
-                "preview_image_url": attachments[0]["encodings"]["thumbnail"]["path"],
-                "attachments": attachments,
-            },
-            "profile": {"user_id": owner.user_id, "username": owner.username, "display_name": owner.name},
-            "attachments": attachments,
-        }
-
     def post_create(call: Call) -> Response[Any]:
         acct = call.account
         assert acct is not None
@@ -567,7 +522,7 @@ def backend_router(sim: SimState) -> Router:
         if not task.produces_video:
             return _bad("This draft cannot be posted.", "attachments_to_create")
         post = sim.create_post(acct, task, text)
-        return json_response({"post": post_view(post, acct)["post"]})
+        return json_response({"post": post_view(sim, post, acct)["post"]})
 
     def post_delete(call: Call) -> Response[Any]:
         acct = call.account
@@ -585,7 +540,7 @@ def backend_router(sim: SimState) -> Router:
         post = sim.live_post(call.request.path_params["post_id"])
         if post is None:
             return _not_found("Post not found.")
-        return json_response(post_view(post, acct))
+        return json_response(post_view(sim, post, acct))
 
     def pending(call: Call) -> Response[Any]:
         acct = call.account
@@ -703,5 +658,6 @@ def backend_router(sim: SimState) -> Router:
             post_post,
             delete_post,
             get_post,
+            *social_handlers(sim),
         ],
     )

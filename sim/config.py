@@ -41,6 +41,8 @@ class SimConfig:
     image_running_s: float = 8.0
     # How long a failed task stays listed in pending before it vanishes.
     failed_linger_s: float = 60.0
+    # How long a cameo is ``processing`` before it completes (or fails, when a fault says so).
+    cameo_s: float = 10.0
     # Length of the quota window; quota refills when it rolls over.
     quota_reset_s: float = 86400.0
     log_limit: int = 50_000
@@ -78,6 +80,7 @@ class SimConfig:
             "SIM_IMAGE_QUEUED_S": "image_queued_s",
             "SIM_IMAGE_RUNNING_S": "image_running_s",
             "SIM_FAILED_LINGER_S": "failed_linger_s",
+            "SIM_CAMEO_S": "cameo_s",
             "SIM_QUOTA_RESET_S": "quota_reset_s",
         }
         for var, field in text.items():

@@ -233,6 +233,23 @@ def control_router(sim: SimState) -> Router:
                 return _problem(f"no post {post_id}", 404)
             return json_response(sim.post_status(post))
 
+    @get("/characters")
+    async def list_characters(request: Request[Any, Any, Any]) -> Response[Any]:
+        account = request.query_params.get("account")
+        with sim.lock:
+            return json_response(
+                [sim.cameo_status(c) for c in sim.cameos.values() if not account or c.account_id == account]
+            )
+
+    @get("/characters/{cameo_or_character_id:str}")
+    async def get_character(request: Request[Any, Any, Any]) -> Response[Any]:
+        key = request.path_params["cameo_or_character_id"]
+        with sim.lock:
+            cameo = sim.cameos.get(key) or sim.characters.get(key)
+            if cameo is None:
+                return _problem(f"no cameo or character {key}", 404)
+            return json_response(sim.cameo_status(cameo))
+
     @post("/sentinel/revoke")
     async def revoke_sentinel() -> Response[Any]:
         with sim.lock:
@@ -268,6 +285,8 @@ def control_router(sim: SimState) -> Router:
             seed_post,
             list_posts,
             get_post,
+            list_characters,
+            get_character,
             revoke_sentinel,
             reset,
         ],

@@ -2,8 +2,10 @@
 
 A fault matches by account and route (None means any), fires for the next ``count`` matching requests
 (None: until deleted) and/or with a ``probability``. ``slow`` only delays and lets the request go on;
-``create_then_*`` let a create call (``nf/create``, storyboard, extension, ``video_gen``, publish) really
-create the task or post before spoiling the answer.
+``create_then_*`` let a create call (``nf/create``, storyboard, extension, ``video_gen``, publish, the
+character calls) really create the task, post, cameo or character before spoiling the answer.
+``cameo_failed`` / ``cameo_stuck`` let a cameo start (``characters/upload``, ``characters/from-generation``)
+succeed, but the cameo it starts then fails (``params.reason`` → ``status_message``) or never completes.
 """
 
 from __future__ import annotations
@@ -38,9 +40,37 @@ ROUTES = (
     "post_delete",
     "post_get",
     "parser",
+    "characters_upload",
+    "characters_from_generation",
+    "cameo_status",
+    "characters_finalize",
+    "cameo_update",
+    "character_delete",
+    "invite_mine",
+    "bootstrap",
+    "invite_accept",
+    "username_check",
+    "username_set",
+    "feed",
+    "profile_feed",
+    "profile_get",
+    "search_mentions",
+    "viewed",
+    "post_like",
 )
 # The calls that make something upstream, where a lost or late answer leaves it behind.
-CREATE_ROUTES = ("nf_create", "nf_create_storyboard", "extension", "video_gen", "post_create")
+CREATE_ROUTES = (
+    "nf_create",
+    "nf_create_storyboard",
+    "extension",
+    "video_gen",
+    "post_create",
+    "characters_upload",
+    "characters_from_generation",
+    "characters_finalize",
+)
+# The calls that start a cameo; the cameo_* faults mark the cameo they start.
+CAMEO_START_ROUTES = ("characters_upload", "characters_from_generation")
 # Faults that only make sense on some routes never match any other.
 ROUTE_ONLY = {
     "create_then_500": CREATE_ROUTES,
@@ -48,9 +78,11 @@ ROUTE_ONLY = {
     "media_404": ("media",),
     "old_drafts_only": ("drafts",),
     "no_rotated_rt": ("oauth_token",),
+    "cameo_failed": CAMEO_START_ROUTES,
+    "cameo_stuck": CAMEO_START_ROUTES,
 }
 # Faults that change how the handler behaves instead of replacing its answer.
-MODIFIERS = {"slow", "create_then_500", "create_then_slow", "no_rotated_rt"}
+MODIFIERS = {"slow", "create_then_500", "create_then_slow", "no_rotated_rt", "cameo_failed", "cameo_stuck"}
 FAULTS = (
     "http_500",
     "http_502",
@@ -71,6 +103,8 @@ FAULTS = (
     "media_404",
     "old_drafts_only",
     "no_rotated_rt",
+    "cameo_failed",
+    "cameo_stuck",
 )
 
 

@@ -121,7 +121,9 @@ def _resolve(sim: SimState, request: Request[Any, Any, Any], auth: str | None, b
         acct_id = sim.refresh_tokens.get(rt) or sim.used_refresh_tokens.get(rt)
     elif auth == "media":
         params = request.path_params
-        acct_id = sim.media_owner(params.get("task_id") or params.get("upload_id") or "")
+        acct_id = sim.media_owner(
+            params.get("task_id") or params.get("upload_id") or params.get("cameo_id") or ""
+        )
     else:
         acct_id = None
     return sim.accounts.get(acct_id) if acct_id else None

@@ -77,6 +77,16 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
+def is_mp4(data: bytes) -> bool:
+    """An ISO media file starts with a box whose type, at byte 4, is ``ftyp``."""
+    return len(data) >= 8 and data[4:8] == b"ftyp"
+
+
+def avatar_bytes() -> bytes:
+    """The cameo avatar behind ``profile_asset_url``: the committed 32x32 WebP."""
+    return asset("thumbnail.webp")
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -106,3 +116,7 @@ def image_path(task_id: str, index: int) -> str:
 
 def upload_path(upload_id: str) -> str:
     return f"/media/uploads/{upload_id}"
+
+
+def cameo_path(cameo_id: str) -> str:
+    return f"/media/cameos/{cameo_id}/profile.webp"

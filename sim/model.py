@@ -1,4 +1,5 @@
-"""Accounts, video and image tasks, uploads and posts, with every state derived from the clock at read time.
+"""Accounts, video and image tasks, uploads, posts and cameos, with every state derived from the clock at
+read time.
 
 A task's whole life is scheduled when it is created (absolute times on the sim clock), so what a reader
 sees depends only on when it reads, never on how often anyone polled.
@@ -16,7 +17,8 @@ Prompt markers (case-insensitive; the first in ``MARKERS`` order wins):
 In flight (counts toward the concurrency limit and ``max_in_flight``): from create until the task leaves
 pending, or until it fails (a failed task still listed no longer holds a slot). Quota: one unit per task
 that finishes generating a video (normal, ``nourl`` and ``lost``; not ``fail``/``violation``), charged when
-it leaves pending, in fixed windows of ``quota_reset_s`` (scaled) counted from the account's creation.
+it leaves pending, in fixed windows of ``quota_reset_s`` (scaled; an account's own ``quota_reset_s`` is
+literal seconds and overrides it) counted from the account's creation.
 Every video kind (``video``, ``remix``, ``storyboard``, ``extension``) shares that state machine, limit and
 quota; image tasks do not.
 
@@ -56,6 +58,26 @@ VIOLATION_MARKDOWN = (
 )
 # Post ids as upstream shows them, alone or inside a share link.
 POST_ID_RE = re.compile(r"s_[0-9a-f]{32}")
+# Usernames of accounts and characters share one namespace, compared lower-cased.
+USERNAME_RE = re.compile(r"[a-z0-9_.]{3,30}")
+# An ``@name`` in a prompt; the look-behind keeps e-mail addresses out.
+MENTION_RE = re.compile(r"(?<![A-Za-z0-9_.@])@([A-Za-z0-9_.]+)")
+# The second half of a cameo's ``username_hint`` (``owner.word``), picked at random per cameo.
+CAMEO_WORDS = (
+    "otter",
+    "comet",
+    "maple",
+    "harbor",
+    "sparrow",
+    "ember",
+    "juniper",
+    "pixel",
+    "willow",
+    "quartz",
+)
+CAMEO_FAILURE_REASON = (
+    "We couldn't create a cameo from this video. Try a clip where one person faces the camera."
+)
 # Progress shown while running climbs linearly between these two values.
 RUNNING_START_PCT = 0.1
 RUNNING_END_PCT = 0.95
@@ -97,6 +119,10 @@ class Task:
     kind: str = "video"
     # What the create call referred to (uploads, files, remix target, extended draft), checked and normalised.
     inputs: dict[str, Any] = field(default_factory=dict)
+    # ``@username`` mentions of characters, resolved at create time: [{character_id, username}].
+    cameo_profiles: list[dict[str, str]] = field(default_factory=list)
+    # Mentions that named no character the account may use, lower-cased, without the ``@``.
+    unresolved_mentions: list[str] = field(default_factory=list)
 
     @classmethod
     def schedule(cls, cfg: SimConfig, now: float, **fields: Any) -> Task:
@@ -290,10 +316,78 @@ class Post:
     text: str
     created_at: float
     deleted_at: float | None = None
+    # Creation order, the tie-break of feed orderings.
+    seq: int = 0
+    # Likes and views a seeded post starts with; accounts' likes come on top.
+    base_likes: int = 0
+    liked_by: set[str] = field(default_factory=set)
+    view_count: int = 0
 
     @property
     def permalink(self) -> str:
         return f"https://sora.chatgpt.com/p/{self.id}"
+
+    @property
+    def like_count(self) -> int:
+        return self.base_likes + len(self.liked_by)
+
+
+@dataclass(kw_only=True)
+class Cameo:
+    """A cameo being made from a video or a draft, and the character it becomes once finalized.
+
+    ``processing`` until ``t_done`` (``cameo_s``, scaled, after the start), then ``completed`` or, when a
+    ``cameo_failed`` fault marked it, ``failed``; a ``cameo_stuck`` one has no ``t_done`` and never ends.
+    """
+
+    id: str
+    seq: int
+    account_id: str
+    # "upload" (``characters/upload``) or "generation" (``characters/from-generation``).
+    source: str
+    source_generation_id: str | None
+    timestamps: list[float]
+    # The made-up name behind the hints: ``username_hint`` is ``<owner>.<word>``.
+    owner_name: str
+    word: str
+    created_at: float
+    t_done: float | None
+    failure_reason: str | None = None
+    fault: str | None = None
+    character_id: str | None = None
+    username: str | None = None
+    display_name: str | None = None
+    profile_asset_pointer: str | None = None
+    instruction_set: Any = None
+    safety_instruction_set: Any = None
+    visibility: str = "private"
+    finalized_at: float | None = None
+    deleted_at: float | None = None
+
+    def state(self, now: float) -> str:
+        """``processing``, ``completed`` or ``failed``, from the clock."""
+        if self.t_done is None or now < self.t_done:
+            return "processing"
+        return "failed" if self.failure_reason is not None else "completed"
+
+    def progress(self, now: float) -> float:
+        if self.t_done is None:
+            return 0.0
+        span = self.t_done - self.created_at
+        return 1.0 if span <= 0 else round(min(1.0, max(0.0, (now - self.created_at) / span)), 4)
+
+    @property
+    def username_hint(self) -> str:
+        return f"{self.owner_name}.{self.word}"
+
+    @property
+    def display_name_hint(self) -> str:
+        return self.word.title()
+
+    @property
+    def live_character(self) -> bool:
+        """Finalized and not deleted: its username is taken and prompts may mention it."""
+        return self.character_id is not None and self.deleted_at is None
 
 
 @dataclass(kw_only=True)
@@ -318,6 +412,13 @@ class Account:
     image_tasks: list[ImageTask] = field(default_factory=list)
     # The simulator's own account behind seeded public posts: left out of account listings and stats.
     hidden: bool = False
+    # Sora 2 activation: ``invite/mine`` answers 401 until ``m/bootstrap`` (or an accepted invite) sets it.
+    activated: bool = True
+    invite_code: str = ""
+    # The code this account redeemed through ``invite/accept``, if any.
+    invite_accepted: str | None = None
+    # Literal (unscaled) quota window overriding ``SIM_QUOTA_RESET_S`` for this account.
+    quota_reset_s: float | None = None
     creates: int = 0
     max_in_flight_seen: int = 0
 

@@ -7,6 +7,8 @@ requests (uvicorn's event loop, or the test client's portal thread) always see a
 from __future__ import annotations
 
 import base64
+import json
+import secrets
 import threading
 import uuid
 from collections import Counter, deque
@@ -17,7 +19,17 @@ from sim import media, tokens
 from sim.clock import SimClock
 from sim.config import SimConfig
 from sim.faults import FaultBook
-from sim.model import Account, ImageTask, Post, Task, Upload
+from sim.model import (
+    CAMEO_FAILURE_REASON,
+    CAMEO_WORDS,
+    MENTION_RE,
+    Account,
+    Cameo,
+    ImageTask,
+    Post,
+    Task,
+    Upload,
+)
 
 DEFAULT_CLIENT_ID = "app_LlGpXReQgckcGGUo2JrYvtJK"
 DEFAULT_TOKEN_TTL_S = 10 * 86400
@@ -53,6 +65,11 @@ class SimState:
             # Media ids from /uploads and file ids from /project_y/file/upload share one namespace.
             self.uploads: dict[str, Upload] = {}
             self.posts: dict[str, Post] = {}
+            self.post_seq = 0
+            # Cameos by cameo id, and the finalized ones again by character id.
+            self.cameos: dict[str, Cameo] = {}
+            self.characters: dict[str, Cameo] = {}
+            self.cameo_seq = 0
             self.sim_account_id: str | None = None
             self.sentinel_tokens: set[str] = set()
             self.faults = FaultBook()
@@ -93,6 +110,8 @@ class SimState:
                 raise ValueError(f"{key} must be a string")
         if data.get("username") is not None and not isinstance(data["username"], str):
             raise ValueError("username must be a string or null")
+        activated = _bool_field(data, "activated", True)
+        quota_reset_s = _num_field(data, "quota_reset_s", None)
         claims = tokens.decode_claims(given_at) if given_at else None
         claims = claims or {}
         profile = claims.get(tokens.PROFILE_CLAIM)
@@ -127,6 +146,9 @@ class SimState:
             session_token=session_token,
             session_expires_at=now + session_ttl_s,
             refresh_token=refresh_token,
+            activated=activated,
+            invite_code=self._new_invite_code(),
+            quota_reset_s=quota_reset_s,
         )
         self.accounts[acct_id] = account
         self.session_tokens[session_token] = acct_id
@@ -164,6 +186,17 @@ class SimState:
             account.country = str(data["country"])
         if "token_ttl_s" in data:
             account.token_ttl_s = _num_field(data, "token_ttl_s", account.token_ttl_s)
+        if "activated" in data:
+            account.activated = _bool_field(data, "activated", account.activated)
+        if "quota_reset_s" in data:
+            # null goes back to the global (scaled) window.
+            account.quota_reset_s = _num_field(data, "quota_reset_s", None)
+
+    def _new_invite_code(self) -> str:
+        taken = {a.invite_code for a in self.accounts.values()}
+        while (code := tokens.invite_code()) in taken:
+            pass
+        return code
 
     def revoke(self, account: Account, kinds: list[str]) -> None:
         if "access" in kinds:
@@ -185,13 +218,25 @@ class SimState:
             return account, "expired"
         return account, None
 
+    def quota_window(self, account: Account) -> float:
+        """The account's own literal window if it has one, else ``SIM_QUOTA_RESET_S`` scaled."""
+        if account.quota_reset_s is not None:
+            return account.quota_reset_s
+        return self.config.scaled(self.config.quota_reset_s)
+
     def account_status(self, account: Account) -> dict[str, Any]:
         now = self.now()
-        remaining, resets_in = account.quota_state(now, self.config.scaled(self.config.quota_reset_s))
+        remaining, resets_in = account.quota_state(now, self.quota_window(account))
         return {
             "account_id": account.id,
+            "user_id": account.user_id,
             "email": account.email,
             "username": account.username,
+            "name": account.name,
+            "activated": account.activated,
+            "invite_code": account.invite_code,
+            "invite_accepted": account.invite_accepted,
+            "quota_reset_s": account.quota_reset_s,
             "plan": account.plan,
             "quota": account.quota,
             "quota_remaining": remaining,
@@ -204,7 +249,7 @@ class SimState:
         }
 
     def credit_balance(self, account: Account) -> dict[str, Any]:
-        remaining, resets_in = account.quota_state(self.now(), self.config.scaled(self.config.quota_reset_s))
+        remaining, resets_in = account.quota_state(self.now(), self.quota_window(account))
         return {
             "estimated_num_videos_remaining": remaining,
             "estimated_num_purchased_videos_remaining": 0,
@@ -263,7 +308,9 @@ class SimState:
 
     def media_owner(self, key: str) -> str | None:
         """The account whose task or upload a media path belongs to."""
-        owned = self.tasks.get(key) or self.image_tasks.get(key) or self.uploads.get(key)
+        owned = (
+            self.tasks.get(key) or self.image_tasks.get(key) or self.uploads.get(key) or self.cameos.get(key)
+        )
         return owned.account_id if owned else None
 
     def task_status(self, task: Task | ImageTask) -> dict[str, Any]:
@@ -286,6 +333,8 @@ class SimState:
             "draft_id": task.generation_id if task.draft_visible(now) else None,
             "video_sha256": media.sha256(media.video_bytes(task.id, media.CLEAN)) if ready else None,
             "video_wm_sha256": media.sha256(media.video_bytes(task.id, media.WATERMARKED)) if ready else None,
+            "cameo_profiles": task.cameo_profiles,
+            "unresolved_mentions": task.unresolved_mentions,
         }
 
     def image_task_status(self, task: ImageTask) -> dict[str, Any]:
@@ -348,7 +397,8 @@ class SimState:
             "created_at": upload.created_at,
         }
 
-    def create_post(self, account: Account, task: Task, text: str) -> Post:
+    def create_post(self, account: Account, task: Task, text: str, **counts: int) -> Post:
+        self.post_seq += 1
         post = Post(
             id=tokens.post_id(),
             account_id=account.id,
@@ -356,6 +406,8 @@ class SimState:
             task_id=task.id,
             text=text,
             created_at=self.now(),
+            seq=self.post_seq,
+            **counts,
         )
         self.posts[post.id] = post
         return post
@@ -387,6 +439,8 @@ class SimState:
         if orientation not in ("landscape", "portrait", "square"):
             raise ValueError("orientation must be landscape, portrait or square")
         n_frames = _int_field(data, "n_frames", 300, minimum=1)
+        like_count = _int_field(data, "like_count", 0, minimum=0)
+        view_count = _int_field(data, "view_count", 0, minimum=0)
         cfg = self.config
         lifetime = cfg.scaled(
             cfg.preprocessing_s + cfg.queued_s + cfg.running_s + cfg.processing_s + cfg.draft_gap_s
@@ -406,7 +460,9 @@ class SimState:
         }
         # Backdated (by a second more than a video takes) so the draft is complete right now.
         task = self._add_task(account, fields, self.now() - lifetime - 1.0)
-        return self.create_post(account, task, data.get("text") or "")
+        return self.create_post(
+            account, task, data.get("text") or "", base_likes=like_count, view_count=view_count
+        )
 
     def post_status(self, post: Post) -> dict[str, Any]:
         return {
@@ -419,6 +475,117 @@ class SimState:
             "created_at": post.created_at,
             "deleted": post.deleted_at is not None,
             "deleted_at": post.deleted_at,
+            "like_count": post.like_count,
+            "view_count": post.view_count,
+        }
+
+    # ----- usernames, cameos and characters ------------------------------------------------------
+
+    def username_holder(self, username: str) -> Account | Cameo | None:
+        """Who holds a username (accounts and live characters share one namespace, case-insensitive)."""
+        name = username.lower()
+        for account in self.accounts.values():
+            if account.username is not None and account.username.lower() == name:
+                return account
+        for cameo in self.characters.values():
+            if cameo.live_character and cameo.username is not None and cameo.username.lower() == name:
+                return cameo
+        return None
+
+    def start_cameo(
+        self,
+        account: Account,
+        *,
+        source: str,
+        timestamps: list[float],
+        generation_id: str | None = None,
+        fault: str | None = None,
+        reason: str | None = None,
+    ) -> Cameo:
+        now = self.now()
+        self.cameo_seq += 1
+        owner = account.username or account.email.split("@")[0]
+        owner = "".join(c for c in owner.lower() if c.isalnum() or c == "_") or "user"
+        cameo = Cameo(
+            id=tokens.cameo_id(),
+            seq=self.cameo_seq,
+            account_id=account.id,
+            source=source,
+            source_generation_id=generation_id,
+            timestamps=timestamps,
+            owner_name=owner,
+            word=secrets.choice(CAMEO_WORDS),
+            created_at=now,
+            t_done=None if fault == "stuck" else now + self.config.scaled(self.config.cameo_s),
+            failure_reason=(reason or CAMEO_FAILURE_REASON) if fault == "failed" else None,
+            fault=fault,
+        )
+        self.cameos[cameo.id] = cameo
+        return cameo
+
+    def owned_cameo(self, account: Account, cameo_id: Any) -> Cameo | None:
+        cameo = self.cameos.get(cameo_id) if isinstance(cameo_id, str) else None
+        return cameo if cameo is not None and cameo.account_id == account.id else None
+
+    def finalize_cameo(self, cameo: Cameo, fields: dict[str, Any]) -> None:
+        cameo.character_id = tokens.character_id()
+        cameo.username = fields["username"]
+        cameo.display_name = fields["display_name"]
+        cameo.profile_asset_pointer = fields["profile_asset_pointer"]
+        cameo.instruction_set = fields["instruction_set"]
+        cameo.safety_instruction_set = fields["safety_instruction_set"]
+        cameo.finalized_at = self.now()
+        self.characters[cameo.character_id] = cameo
+
+    def usable_character(self, account: Account, username: str) -> Cameo | None:
+        """The live character a mention names, if this account may use it (public, or its own)."""
+        holder = self.username_holder(username)
+        if not isinstance(holder, Cameo):
+            return None
+        return holder if holder.visibility == "public" or holder.account_id == account.id else None
+
+    def resolve_mentions(self, account: Account, prompt: str) -> dict[str, list[Any]]:
+        """``cameo_profiles`` and ``unresolved_mentions`` of a prompt's ``@username`` mentions."""
+        resolved: list[dict[str, str]] = []
+        unresolved: list[str] = []
+        for match in MENTION_RE.finditer(prompt):
+            # A sentence may end right after a mention: "with @alice.".
+            name = match.group(1).rstrip(".").lower()
+            if not name:
+                continue
+            character = self.usable_character(account, name)
+            if character is None:
+                if name not in unresolved:
+                    unresolved.append(name)
+                continue
+            assert character.character_id is not None and character.username is not None
+            if all(r["character_id"] != character.character_id for r in resolved):
+                resolved.append({"character_id": character.character_id, "username": character.username})
+        return {"cameo_profiles": resolved, "unresolved_mentions": unresolved}
+
+    def cameo_status(self, cameo: Cameo) -> dict[str, Any]:
+        state = cameo.state(self.now())
+        return {
+            "cameo_id": cameo.id,
+            "character_id": cameo.character_id,
+            "username": cameo.username,
+            "display_name": cameo.display_name,
+            "account_id": cameo.account_id,
+            "status": "finalized" if cameo.character_id is not None else state,
+            "status_message": cameo.failure_reason if state == "failed" else None,
+            "fault": cameo.fault,
+            "visibility": cameo.visibility,
+            "deleted": cameo.deleted_at is not None,
+            "source": cameo.source,
+            "source_generation_id": cameo.source_generation_id,
+            "timestamps": cameo.timestamps,
+            "profile_asset_pointer": cameo.profile_asset_pointer,
+            "instruction_set": cameo.instruction_set,
+            "safety_instruction_set": cameo.safety_instruction_set,
+            "created_at": cameo.created_at,
+            "completed_at": cameo.t_done,
+            "finalized_at": cameo.finalized_at,
+            "deleted_at": cameo.deleted_at,
         }
 
     # ----- sentinel ------------------------------------------------------------------------------
@@ -461,13 +628,22 @@ def _int_field(data: dict[str, Any], key: str, default: int, *, minimum: int) ->
     return value
 
 
-def _num_field(data: dict[str, Any], key: str, default: float) -> float:
+def _num_field(data: dict[str, Any], key: str, default: Any) -> Any:
     value = data.get(key)
     if value is None:
         return default
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{key} must be a positive number")
     return float(value)
+
+
+def _bool_field(data: dict[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be a boolean")
+    return value
 
 
 def encode_cursor(t_draft: float, seq: int) -> str:
@@ -478,3 +654,22 @@ def decode_cursor(cursor: str) -> tuple[float, int]:
     raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     t_draft, seq = raw.split(":")
     return float(t_draft), int(seq)
+
+
+def encode_key_cursor(kind: str, key: tuple[float, ...]) -> str:
+    """An opaque cursor for a listing sorted by ``key`` descending; ``kind`` ties it to that ordering."""
+    return base64.urlsafe_b64encode(json.dumps([kind, *key]).encode()).decode().rstrip("=")
+
+
+def decode_key_cursor(kind: str, cursor: str) -> tuple[float, ...]:
+    """The key a cursor continues after; ValueError when it is not one of ``kind``'s cursors."""
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("invalid cursor") from exc
+    if not isinstance(raw, list) or not raw or raw[0] != kind:
+        raise ValueError("invalid cursor")
+    key = raw[1:]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in key):
+        raise ValueError("invalid cursor")
+    return tuple(float(v) for v in key)

@@ -45,6 +45,18 @@ def post_id() -> str:
     return "s_" + secrets.token_hex(16)
 
 
+def cameo_id() -> str:
+    return "cameo_" + secrets.token_hex(16)
+
+
+def character_id() -> str:
+    return "ch_" + secrets.token_hex(16)
+
+
+def invite_code() -> str:
+    return "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(6))
+
+
 def account_id() -> str:
     return "acct_" + secrets.token_hex(8)
 

@@ -1,5 +1,6 @@
-"""Routes outside the backend prefix: ST → AT, RT → AT, the stub sentinel provider, the media files, and a
-stand-in for the operator-run watermark parser (``POST /parser/get-sora-link``, no auth).
+"""Routes outside the backend prefix: ST → AT, RT → AT, the stub sentinel provider, the media files (videos,
+images, uploads and cameo avatars), and a stand-in for the operator-run watermark parser
+(``POST /parser/get-sora-link``, no auth).
 
 OAuth errors (all in the upstream error shape): missing fields 400 ``invalid_request``; a grant type other
 than ``refresh_token`` 400 ``unsupported_grant_type``; an unknown or revoked RT 401 ``invalid_grant``; an RT
@@ -137,6 +138,18 @@ def web_handlers(sim: SimState) -> list[HTTPRouteHandler]:
             return errors.blob_not_found()
         return Response(content=upload.data, status_code=200, media_type=upload.content_type)
 
+    def serve_avatar(call: Call) -> Response[Any]:
+        params = call.request.path_params
+        cameo = sim.cameos.get(params["cameo_id"])
+        if cameo is None or params["name"] != "profile.webp" or cameo.state(sim.now()) != "completed":
+            return errors.blob_not_found()
+        return Response(
+            content=media.avatar_bytes(),
+            status_code=200,
+            media_type="image/webp",
+            headers={"x-ms-blob-type": "BlockBlob"},
+        )
+
     def parser(call: Call) -> Response[Any]:
         body = call.body if isinstance(call.body, dict) else {}
         url = body.get("url")
@@ -174,8 +187,21 @@ def web_handlers(sim: SimState) -> list[HTTPRouteHandler]:
     async def get_upload(request: Request[Any, Any, Any]) -> Response[Any]:
         return await run(sim, request, "media", serve_upload, auth="media")
 
+    @get("/media/cameos/{cameo_id:str}/{name:str}")
+    async def get_avatar(request: Request[Any, Any, Any]) -> Response[Any]:
+        return await run(sim, request, "media", serve_avatar, auth="media")
+
     @post("/parser/get-sora-link")
     async def post_parser(request: Request[Any, Any, Any]) -> Response[Any]:
         return await run(sim, request, "parser", parser, auth=None)
 
-    return [get_session, post_oauth_token, post_sentinel, get_media, get_image, get_upload, post_parser]
+    return [
+        get_session,
+        post_oauth_token,
+        post_sentinel,
+        get_media,
+        get_image,
+        get_upload,
+        get_avatar,
+        post_parser,
+    ]
