@@ -13,10 +13,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from redis.asyncio import Redis
 
+from api.auth import KeyCache
 from api.errors import EXCEPTION_HANDLERS
+from api.routes.characters import CharacterController
 from api.routes.chat import ChatController
 from api.routes.images import ImageController
+from api.routes.keys import KeyController
 from api.routes.media import MediaController
+from api.routes.queries import QueryController
 from api.routes.system import HealthController, ModelController
 from api.routes.tokens import TokenController
 from api.routes.videos import VideoController
@@ -41,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.services = Resources.build(settings, create_celery(settings), db_pool_size=10)
+        app.state.key_cache = KeyCache()
         try:
             yield
         finally:
@@ -55,8 +60,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MediaController,
             ImageController,
             ChatController,
+            CharacterController,
             ModelController,
+            QueryController,
             TokenController,
+            KeyController,
             HealthController,
         ],
         dependencies={"services": Provide(_services, sync_to_thread=False)},

@@ -6,7 +6,7 @@ from typing import Literal
 
 import msgspec
 
-from shared.models import Job, JobState
+from shared.models import Character, Job, JobState
 from shared.secrets import sign
 from shared.timeutil import epoch
 
@@ -22,6 +22,13 @@ class ErrorInfo(msgspec.Struct):
 class VideoData(msgspec.Struct):
     url: str
     revised_prompt: str
+
+
+class CharacterRef(msgspec.Struct):
+    """The character job chained to a video (made before it, or from it afterwards): follow it at
+    ``GET /v1/videos/tasks/{id}``."""
+
+    id: str
 
 
 class Video(msgspec.Struct):
@@ -40,6 +47,8 @@ class Video(msgspec.Struct):
     object: Literal["video"] = "video"
     # Present once completed (sora2api compatibility).
     data: list[VideoData] | msgspec.UnsetType = msgspec.UNSET
+    # Present when the request asked for a character (character_url, character_from_task, character_create).
+    character: CharacterRef | msgspec.UnsetType = msgspec.UNSET
 
 
 class VideoDeleted(msgspec.Struct):
@@ -60,9 +69,19 @@ class TaskMedia(msgspec.Struct):
     url: str
 
 
+class TaskCharacter(msgspec.Struct):
+    """What a character job made; each field null until known."""
+
+    cameo_id: str | None
+    character_id: str | None
+    username: str | None
+    display_name: str | None
+
+
 class TaskData(msgspec.Struct, omit_defaults=True):
     videos: list[TaskMedia] | None = None
     images: list[TaskMedia] | None = None
+    character: TaskCharacter | None = None
 
 
 class Task(msgspec.Struct):
@@ -76,6 +95,33 @@ class Task(msgspec.Struct):
     created_at: int
     updated_at: int
     model: str
+    # A video's chained character job, as in the Video object.
+    character: CharacterRef | msgspec.UnsetType = msgspec.UNSET
+
+
+class CharacterData(msgspec.Struct):
+    cameo_id: str | None
+    character_id: str | None
+    username: str | None
+    display_name: str | None
+    message: str
+
+
+class CharacterObject(msgspec.Struct):
+    """``POST /v1/characters`` and the items of ``GET /v1/characters``."""
+
+    id: str
+    created: int
+    model: str
+    status: VideoStatus
+    data: CharacterData
+    error: ErrorInfo | None
+    object: Literal["character"] = "character"
+
+
+class CharacterList(msgspec.Struct):
+    data: list[CharacterObject]
+    object: Literal["list"] = "list"
 
 
 class Model(msgspec.Struct):
@@ -87,55 +133,6 @@ class Model(msgspec.Struct):
 
 class ModelList(msgspec.Struct):
     data: list[Model]
-    object: Literal["list"] = "list"
-
-
-class AccountIn(msgspec.Struct, forbid_unknown_fields=False):
-    token: str
-    st: str | None = None
-    rt: str | None = None
-    client_id: str | None = None
-    proxy_url: str | None = None
-    video_concurrency: int = 3
-    image_concurrency: int = 1
-    remark: str | None = None
-
-
-class AccountOut(msgspec.Struct):
-    id: int
-    email: str | None
-    name: str | None
-    username: str | None
-    remark: str | None
-    token: str | None
-    st: str | None
-    rt: str | None
-    client_id: str | None
-    proxy_url: str | None
-    plan_type: str | None
-    plan_title: str | None
-    expires_at: int | None
-    quota_remaining: int | None
-    quota_resets_at: int | None
-    video_concurrency: int
-    image_concurrency: int
-    enabled: bool
-    disabled_reason: str | None
-    cooldown_until: int | None
-    cooldown_reason: str | None
-    video_count: int
-    image_count: int
-    error_count: int
-    consecutive_errors: int
-    last_error: str | None
-    check_errors: dict[str, str]
-    last_used_at: int | None
-    created_at: int
-    object: Literal["account"] = "account"
-
-
-class AccountList(msgspec.Struct):
-    data: list[AccountOut]
     object: Literal["list"] = "list"
 
 
@@ -169,6 +166,8 @@ def video_of(job: Job, base_url: str, url_key: str) -> Video:
     )
     if job.state == JobState.COMPLETED:
         video.data = [VideoData(url=content_url(job, base_url, url_key), revised_prompt=job.prompt)]
+    if job.params.get("character_job"):
+        video.character = CharacterRef(id=job.params["character_job"])
     return video
 
 
@@ -182,10 +181,12 @@ _TASK_STATE: dict[str, TaskState] = {
 
 def task_of(job: Job, base_url: str, url_key: str) -> Task:
     data = None
-    if job.state == JobState.COMPLETED:
+    if job.kind == "character":
+        data = TaskData(character=character_fields(job))
+    elif job.state == JobState.COMPLETED:
         media = [TaskMedia(url=content_url(job, base_url, url_key))]
         data = TaskData(images=media) if job.kind == "image" else TaskData(videos=media)
-    return Task(
+    task = Task(
         id=job.id,
         task_id=job.id,
         kind=job.kind,
@@ -196,4 +197,64 @@ def task_of(job: Job, base_url: str, url_key: str) -> Task:
         created_at=epoch(job.created_at) or 0,
         updated_at=epoch(job.updated_at) or 0,
         model=job.model,
+    )
+    if job.params.get("character_job"):
+        task.character = CharacterRef(id=job.params["character_job"])
+    return task
+
+
+def character_fields(job: Job) -> TaskCharacter:
+    params = job.params
+    return TaskCharacter(
+        cameo_id=job.upstream_task_id,
+        character_id=params.get("character_id"),
+        username=params.get("username_chosen"),
+        display_name=params.get("display_name_final") or params.get("display_name"),
+    )
+
+
+_CHARACTER_MESSAGES = {
+    "queued": "Character creation is queued",
+    "in_progress": "Character creation is in progress",
+    "completed": "Character creation completed",
+}
+
+
+def character_of(job: Job) -> CharacterObject:
+    made = character_fields(job)
+    status = job.public_status
+    if job.state == JobState.FAILED:
+        message = f"Character creation failed: {job.error_message or 'unknown reason'}"
+    else:
+        message = _CHARACTER_MESSAGES[status]
+    return CharacterObject(
+        id=job.id,
+        created=epoch(job.created_at) or 0,
+        model=job.model,
+        status=status,  # type: ignore[arg-type]
+        data=CharacterData(
+            cameo_id=made.cameo_id,
+            character_id=made.character_id,
+            username=made.username,
+            display_name=made.display_name,
+            message=message,
+        ),
+        error=_error(job),
+    )
+
+
+def character_of_row(character: Character, model: str) -> CharacterObject:
+    return CharacterObject(
+        id=character.id,
+        created=epoch(character.created_at) or 0,
+        model=model,
+        status="completed",
+        data=CharacterData(
+            cameo_id=character.cameo_id,
+            character_id=character.character_id,
+            username=character.username,
+            display_name=character.display_name,
+            message=_CHARACTER_MESSAGES["completed"],
+        ),
+        error=None,
     )

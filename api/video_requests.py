@@ -31,8 +31,6 @@ from shared.prompts import (
 from shared.resources import Resources
 
 MAX_PROMPT_CHARS = 8000
-# Known fields that later kinds of job will serve; refusing them beats silently making a different video.
-_NOT_YET = ("character_url", "character_from_task", "character_create")
 # Where a reference image may come from, in order of preference (aliases of the dialects).
 _IMAGE_FIELDS = (
     "input_reference",
@@ -174,11 +172,6 @@ async def plan_video_job(
     remix_of: Job | None = None,
     remix_target: str | None = None,
 ) -> Job:
-    for key in _NOT_YET:
-        if _present(fields.get(key)):
-            raise InvalidParam(
-                f"'{key}' is not supported by this gateway yet", param=key, code="unsupported_parameter"
-            )
     scalars = {k: v for k, v in fields.items() if isinstance(v, str | int | float | bool | dict) or v is None}
     if isinstance(scalars.get("metadata"), str):
         try:
@@ -198,6 +191,8 @@ async def plan_video_job(
 
     model = (request.model or "sora-2").strip()
     spec = parse_model(model)
+    if spec.kind == "character":
+        raise InvalidParam(f"'{model}' makes characters; use /v1/characters", param="model")
     if spec.kind != "video":
         raise InvalidParam(f"'{model}' is an image model; use /v1/images/generations", param="model")
     job_id = new_video_id()

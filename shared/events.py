@@ -61,7 +61,7 @@ def event_for(job: Job, message: str = "") -> JobEvent:
         state=job.state,
         status=job.public_status,
         progress=job.progress,
-        stage=_STAGE[job.state],
+        stage="character_creation" if job.kind == "character" and error is None else _STAGE[job.state],
         ts=time.time(),
         message=message,
         error=error,

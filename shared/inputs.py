@@ -1,4 +1,5 @@
-"""Reference images sent by users: inline (base64, data URL, upload) or fetched from a URL.
+"""Inputs sent by users (reference images, character videos): inline (base64, data URL, upload) or fetched
+from a URL.
 
 Fetching a URL on a user's behalf is a server-side request forgery risk, so every
 URL (and every redirect hop) must name a public address before we connect, and we
@@ -35,6 +36,7 @@ import msgspec
 from shared.errors import InvalidParam
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_VIDEO_BYTES = 20 * 1024 * 1024
 MAX_REDIRECTS = 3
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -68,10 +70,10 @@ def _invalid_image(param: str, message: str) -> InvalidParam:
     return InvalidParam(message, param=param, code="invalid_image")
 
 
-def _too_big_message(max_bytes: int) -> str:
+def _too_big_message(max_bytes: int, noun: str = "image") -> str:
     mib, rest = divmod(max_bytes, 1024 * 1024)
     limit = f"{mib} MB" if mib and not rest else f"{max_bytes} bytes"
-    return f"the image is larger than {limit}"
+    return f"the {noun} is larger than {limit}"
 
 
 def image_from_bytes(data: bytes, *, param: str, max_bytes: int = MAX_IMAGE_BYTES) -> InputImage:
@@ -89,24 +91,66 @@ _WHITESPACE = re.compile(r"\s+")
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 
 
-def decode_inline_image(value: str, *, param: str, max_bytes: int = MAX_IMAGE_BYTES) -> InputImage:
-    """Decode a data URL or bare base64; the declared media type is ignored in favour of the bytes."""
+def _decode_inline(
+    value: str, *, param: str, max_bytes: int, noun: str, invalid: Callable[[str, str], InvalidParam]
+) -> bytes:
+    """The bytes of a data URL or bare base64 (standard or URL-safe alphabet, padding optional)."""
     payload = value.strip()
     if payload[:5].lower() == "data:":
         header, comma, payload = payload.partition(",")
         if not comma or ";base64" not in header.lower():
-            raise _invalid_image(param, f"{param} must be a base64 data URL")
+            raise invalid(param, f"{param} must be a base64 data URL")
     payload = _WHITESPACE.sub("", payload).translate(_URLSAFE_TO_STANDARD).rstrip("=")
     # Refuse by length before decoding so an oversized value never becomes a second large buffer.
     if len(payload) * 3 // 4 > max_bytes:
-        raise _invalid_image(param, f"{param}: {_too_big_message(max_bytes)}")
+        raise invalid(param, f"{param}: {_too_big_message(max_bytes, noun)}")
     if len(payload) % 4 == 1:
-        raise _invalid_image(param, f"{param} is not valid base64")
+        raise invalid(param, f"{param} is not valid base64")
     try:
-        data = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
+        return base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise _invalid_image(param, f"{param} is not valid base64") from None
+        raise invalid(param, f"{param} is not valid base64") from None
+
+
+def decode_inline_image(value: str, *, param: str, max_bytes: int = MAX_IMAGE_BYTES) -> InputImage:
+    """Decode a data URL or bare base64; the declared media type is ignored in favour of the bytes."""
+    data = _decode_inline(value, param=param, max_bytes=max_bytes, noun="image", invalid=_invalid_image)
     return image_from_bytes(data, param=param, max_bytes=max_bytes)
+
+
+# Character videos -------------------------------------------------------------------------
+
+
+class InputVideo(msgspec.Struct, frozen=True):
+    """A character's source video. Only MP4 is accepted: it is what the upstream's cameo upload takes."""
+
+    data: bytes
+    content_type: str = "video/mp4"
+
+
+def is_mp4(data: bytes) -> bool:
+    """An ISO base media file (MP4, M4V, MOV family) starts with a box whose type is ``ftyp``."""
+    return len(data) >= 12 and data[4:8] == b"ftyp"
+
+
+def _invalid_video(param: str, message: str) -> InvalidParam:
+    return InvalidParam(message, param=param, code="invalid_video")
+
+
+def video_from_bytes(data: bytes, *, param: str, max_bytes: int = MAX_VIDEO_BYTES) -> InputVideo:
+    if not data:
+        raise _invalid_video(param, f"{param} is empty")
+    if len(data) > max_bytes:
+        raise _invalid_video(param, f"{param}: {_too_big_message(max_bytes, 'video')}")
+    if not is_mp4(data):
+        raise _invalid_video(param, f"{param} is not an MP4 video")
+    return InputVideo(data=bytes(data))
+
+
+def decode_inline_video(value: str, *, param: str, max_bytes: int = MAX_VIDEO_BYTES) -> InputVideo:
+    """Decode a data URL or bare base64 into an MP4; the declared media type is ignored."""
+    data = _decode_inline(value, param=param, max_bytes=max_bytes, noun="video", invalid=_invalid_video)
+    return video_from_bytes(data, param=param, max_bytes=max_bytes)
 
 
 # Explicit lists, because what ``ipaddress`` calls private or global has changed between Python versions.
@@ -268,16 +312,28 @@ def _fetch_failed(param: str, message: str) -> InvalidParam:
     return InvalidParam(f"{param}: {message}", param=param, code="fetch_failed")
 
 
-_HEADERS = {
-    "accept": "image/png, image/jpeg, image/webp, image/gif",
-    # Compressed bodies could expand far beyond the byte cap inside a single chunk.
-    "accept-encoding": "identity",
-    "user-agent": "sora-gateway-image-fetch/1",
-}
+class _Kind(msgspec.Struct, frozen=True):
+    """What a fetch downloads: the word in its messages and the types it asks the server for."""
+
+    noun: str
+    accept: str
+
+
+_IMAGE = _Kind("image", "image/png, image/jpeg, image/webp, image/gif")
+_VIDEO = _Kind("video", "video/mp4")
+
+
+def _headers(kind: _Kind) -> dict[str, str]:
+    return {
+        "accept": kind.accept,
+        # Compressed bodies could expand far beyond the byte cap inside a single chunk.
+        "accept-encoding": "identity",
+        "user-agent": f"sora-gateway-{kind.noun}-fetch/1",
+    }
 
 
 async def _open(
-    client: httpx.AsyncClient, url: httpx.URL, addresses: list[str], param: str
+    client: httpx.AsyncClient, url: httpx.URL, addresses: list[str], param: str, kind: _Kind
 ) -> httpx.Response:
     host = url.raw_host.decode("ascii")
     extensions = {"sni_hostname": host} if url.scheme == "https" and ":" not in host else {}
@@ -285,7 +341,7 @@ async def _open(
         request = client.build_request(
             "GET",
             url.copy_with(host=address),
-            headers={**_HEADERS, "host": url.netloc.decode("ascii")},
+            headers={**_headers(kind), "host": url.netloc.decode("ascii")},
             extensions=extensions,
         )
         try:
@@ -294,11 +350,13 @@ async def _open(
             continue  # nothing was sent yet, so the next address is safe to try
         except httpx.HTTPError:
             break
-    raise _fetch_failed(param, "could not download the image")
+    raise _fetch_failed(param, f"could not download the {kind.noun}")
 
 
-async def _read_capped(response: httpx.Response, param: str, max_bytes: int) -> bytes:
-    too_large = InvalidParam(f"{param}: {_too_big_message(max_bytes)}", param=param, code="fetch_too_large")
+async def _read_capped(response: httpx.Response, param: str, max_bytes: int, noun: str) -> bytes:
+    too_large = InvalidParam(
+        f"{param}: {_too_big_message(max_bytes, noun)}", param=param, code="fetch_too_large"
+    )
     declared = response.headers.get("content-length", "").strip()
     if declared.isdigit() and int(declared) > max_bytes:
         raise too_large
@@ -320,7 +378,8 @@ async def _fetch(
     resolver: Resolver,
     transport: httpx.AsyncBaseTransport | None,
     allow: Collection[str],
-) -> InputImage:
+    kind: _Kind,
+) -> bytes:
     current = _parse(url, param)
     client_options = (
         {"transport": transport}
@@ -334,7 +393,7 @@ async def _fetch(
     ) as client:
         for _hop in range(MAX_REDIRECTS + 1):
             addresses = await _resolve_checked(current, param, resolver, allow)
-            response = await _open(client, current, addresses, param)
+            response = await _open(client, current, addresses, param, kind)
             try:
                 if response.is_redirect:
                     try:
@@ -344,13 +403,29 @@ async def _fetch(
                     continue
                 if not response.is_success:
                     raise _fetch_failed(param, f"the server answered HTTP {response.status_code}")
-                data = await _read_capped(response, param, max_bytes)
+                return await _read_capped(response, param, max_bytes, kind.noun)
             except httpx.HTTPError:
-                raise _fetch_failed(param, "could not download the image") from None
+                raise _fetch_failed(param, f"could not download the {kind.noun}") from None
             finally:
                 await response.aclose()
-            return image_from_bytes(data, param=param, max_bytes=max_bytes)
     raise _fetch_failed(param, f"more than {MAX_REDIRECTS} redirects")
+
+
+async def _fetch_within(
+    url: str,
+    param: str,
+    max_bytes: int,
+    timeout_s: float,
+    resolver: Resolver,
+    transport: httpx.AsyncBaseTransport | None,
+    allow: Collection[str],
+    kind: _Kind,
+) -> bytes:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _fetch(url, param, max_bytes, timeout_s, resolver, transport, allow, kind)
+    except TimeoutError:
+        raise _fetch_failed(param, f"the {kind.noun} did not download within {timeout_s:g} s") from None
 
 
 async def fetch_image(
@@ -364,8 +439,20 @@ async def fetch_image(
     allow: Collection[str] = (),
 ) -> InputImage:
     """Download an image from a public URL; ``transport`` and ``allow`` exist for tests only."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await _fetch(url, param, max_bytes, timeout_s, resolver, transport, allow)
-    except TimeoutError:
-        raise _fetch_failed(param, f"the image did not download within {timeout_s:g} s") from None
+    data = await _fetch_within(url, param, max_bytes, timeout_s, resolver, transport, allow, _IMAGE)
+    return image_from_bytes(data, param=param, max_bytes=max_bytes)
+
+
+async def fetch_video(
+    url: str,
+    *,
+    param: str,
+    max_bytes: int = MAX_VIDEO_BYTES,
+    timeout_s: float = 60.0,
+    resolver: Resolver = system_resolver,
+    transport: httpx.AsyncBaseTransport | None = None,
+    allow: Collection[str] = (),
+) -> InputVideo:
+    """Download an MP4 from a public URL, with the same address checks and pinning as images."""
+    data = await _fetch_within(url, param, max_bytes, timeout_s, resolver, transport, allow, _VIDEO)
+    return video_from_bytes(data, param=param, max_bytes=max_bytes)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.models import Job, JobState
 from shared.timeutil import utcnow
 
-JOB_ID_PREFIXES = ("video_", "img_")
+JOB_ID_PREFIXES = ("video_", "img_", "char_")
 
 
 def new_video_id() -> str:
@@ -29,6 +29,10 @@ def new_video_id() -> str:
 
 def new_image_id() -> str:
     return "img_" + secrets.token_hex(16)
+
+
+def new_character_id() -> str:
+    return "char_" + secrets.token_hex(16)
 
 
 def new_job_times(deadline_s: float) -> dict[str, Any]:
@@ -92,9 +96,17 @@ class JobRepo:
             return result.scalars().first()
 
     async def list_for_owner(
-        self, owner: str, *, limit: int, after: Job | None, ascending: bool
+        self,
+        owner: str,
+        *,
+        limit: int,
+        after: Job | None,
+        ascending: bool,
+        kinds: Sequence[str] | None = None,
     ) -> list[Job]:
         query = sa.select(Job).where(Job.owner == owner, Job.deleted_at.is_(None))
+        if kinds is not None:
+            query = query.where(Job.kind.in_(list(kinds)))
         order = (Job.created_at, Job.id) if ascending else (Job.created_at.desc(), Job.id.desc())
         if after is not None:
             key = sa.tuple_(Job.created_at, Job.id)
@@ -173,6 +185,31 @@ class JobRepo:
             row = result.scalars().first()
             await session.commit()
             return row
+
+    async def merge_params(
+        self,
+        job_id: str,
+        from_states: Iterable[str],
+        params: dict[str, Any],
+        *,
+        unless_key: str | None = None,
+        bump: bool = False,
+        **values: Any,
+    ) -> Job | None:
+        """Adds ``params`` to the job's params (a step's result, kept before the next step runs).
+
+        With ``unless_key``, only a job whose params lack that key changes: a step that must happen
+        once (a prompt rewritten, a chain applied) stays done when a redelivered message repeats it.
+        """
+        where = [~Job.params.has_key(unless_key)] if unless_key else []
+        return await self.transition(
+            job_id,
+            from_states,
+            where=where,
+            bump=bump,
+            params=Job.params.op("||")(sa.type_coerce(params, JSONB)),
+            **values,
+        )
 
     async def raise_progress(self, job_id: str, progress: int, upstream_status: str | None) -> Job | None:
         """Progress only goes up (the upstream's can drop between polls); no change, no new version."""

@@ -8,6 +8,7 @@ a worker that died frees itself when its lease runs out.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
@@ -83,3 +84,14 @@ class Leases:
 
     async def in_use(self, account_id: int, kind: str) -> int:
         return int(await self._count(keys=[self._keys.lease(account_id, kind)]))
+
+    async def in_use_many(self, pairs: Sequence[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        """Live slots per ``(account_id, kind)`` in one round trip (expired leases not counted)."""
+        if not pairs:
+            return {}
+        now_ms = int(time.time() * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for account_id, kind in pairs:
+                pipe.zcount(self._keys.lease(account_id, kind), now_ms, "+inf")
+            counts = await pipe.execute()
+        return {pair: int(count) for pair, count in zip(pairs, counts, strict=True)}

@@ -24,7 +24,7 @@ import msgspec
 
 from shared.errors import InvalidParam, UnknownModel
 
-Kind = Literal["video", "image"]
+Kind = Literal["video", "image", "character"]
 Orientation = Literal["landscape", "portrait"]
 ImageOrientation = Literal["square", "landscape", "portrait"]
 
@@ -92,6 +92,8 @@ _BASES: dict[tuple[str, ...], _Base] = {
     ("sora", "2", "extension"): _EXTENSION,
     ("sora", "video", "extension"): _EXTENSION,
     ("sora", "video2", "extension"): _EXTENSION,
+    # Makes a character (cameo) from a video, not a video (upstream reference, section 7.1).
+    ("avatar", "create"): _Base("character", False, frozenset()),
 }
 _LONGEST_BASE = max(len(k) for k in _BASES)
 
@@ -210,6 +212,7 @@ def _build_model_list() -> tuple[str, ...]:
         ids += [image, *(f"{image}-{o}" for o in orientations)]
     ids.append("sora_image")
     ids += ["sora2-extension-10s", "sora2-extension-15s"]
+    ids.append("avatar-create")
     return tuple(dict.fromkeys(ids))
 
 

@@ -13,6 +13,8 @@ TASK_POLL_TICK = "poll.tick"
 TASK_POLL_ACCOUNT = "poll.account"
 TASK_SWEEP = "jobs.sweep"
 TASK_DISPATCH = "jobs.dispatch"
+TASK_ACCOUNTS_MAINTAIN = "accounts.maintain"
+TASK_ACCOUNT_REFRESH = "accounts.refresh"
 
 # Celery queues: submits and finalizes are short, polls are frequent and tiny.
 QUEUE_SUBMIT = "submit"
@@ -36,6 +38,12 @@ class Keys:
 
     def poll_guard(self, account_id: int) -> str:
         return f"{self.prefix}poll:{account_id}"
+
+    def rate_window(self, key_id: int, minute: int) -> str:
+        return f"{self.prefix}rate:{key_id}:{minute}"
+
+    def query_cache(self, route: str, digest: str) -> str:
+        return f"{self.prefix}query:{route}:{digest}"
 
     def pattern(self) -> str:
         return f"{self.prefix}*"

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.errors import Conflict, NotFound
 from shared.leases import Leases
 from shared.models import Account
 from shared.secrets import SecretBox
@@ -15,11 +16,25 @@ from shared.sora.client import Credentials
 from shared.timeutil import utcnow
 
 PRO_PLANS = ("chatgpt_pro",)
+# Accounts looked at (and row-locked) per round of a lease.
+LEASE_BATCH = 16
 _LIMIT_COLUMN = {
     "video": Account.video_concurrency,
     "image": Account.image_concurrency,
     "character": Account.character_concurrency,
 }
+
+
+def _today(column: str) -> dict[str, Any]:
+    """Adds one to a today_* counter, starting all of them from zero on a new (UTC) day."""
+    today = utcnow().date()
+    same_day = Account.today_date == today
+    values: dict[str, Any] = {"today_date": today}
+    for name in ("today_video_count", "today_image_count", "today_error_count"):
+        current = getattr(Account, name)
+        step = 1 if name == column else 0
+        values[name] = sa.case((same_day, current + step), else_=step)
+    return values
 
 
 def _eligible(kind: str, requires_pro: bool, exclude: Collection[int]) -> list[sa.ColumnElement[bool]]:
@@ -60,23 +75,30 @@ class Pool:
         exclude: Collection[int] = (),
         only: int | None = None,
     ) -> Account | None:
-        """Takes a slot on the least recently used eligible account that has one (or on ``only``)."""
-        limit_column = _LIMIT_COLUMN[kind]
-        conditions = _eligible(kind, requires_pro, exclude)
-        if only is not None:
-            conditions.append(Account.id == only)
-        async with self._sessions() as session:
-            result = await session.execute(
-                sa.select(Account.id, limit_column)
-                .where(*conditions)
-                .order_by(Account.last_used_at.asc().nulls_first(), Account.id)
-            )
-            candidates = [(row[0], row[1]) for row in result.all()]
-        # Bounded batches keep each Lua call short even with thousands of accounts.
-        for start in range(0, len(candidates), 64):
-            account_id = await self.leases.acquire_first(kind, job_id, candidates[start : start + 64])
-            if account_id is not None:
-                async with self._sessions() as session:
+        """Takes a slot on the least recently used eligible account that has one (or on ``only``).
+
+        Candidates are read with ``FOR UPDATE SKIP LOCKED``, so concurrent submits spread over the pool
+        instead of all trying the same least recently used account; ``last_used_at`` moves before the
+        row lock is released.
+        """
+        tried: set[int] = set(exclude)
+        while True:
+            conditions = _eligible(kind, requires_pro, tried)
+            if only is not None:
+                conditions.append(Account.id == only)
+            async with self._sessions() as session, session.begin():
+                result = await session.execute(
+                    sa.select(Account.id, _LIMIT_COLUMN[kind])
+                    .where(*conditions)
+                    .order_by(Account.last_used_at.asc().nulls_first(), Account.id)
+                    .limit(LEASE_BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+                candidates = [(row[0], row[1]) for row in result.all()]
+                if not candidates:
+                    break
+                account_id = await self.leases.acquire_first(kind, job_id, candidates)
+                if account_id is not None:
                     result = await session.execute(
                         sa.update(Account)
                         .where(Account.id == account_id)
@@ -84,9 +106,32 @@ class Pool:
                         .returning(Account)
                         .execution_options(synchronize_session=False)
                     )
-                    account = result.scalars().one()
-                    await session.commit()
-                    return account
+                    return result.scalars().one()
+                tried.update(candidate for candidate, _ in candidates)
+        # Rows locked by concurrent submits were skipped: give them one unlocked look before giving up.
+        skipped = await self.any_eligible(kind, requires_pro=requires_pro, exclude=tried)
+        if skipped:
+            return await self._lease_unlocked(kind, job_id, _eligible(kind, requires_pro, tried), only)
+        return None
+
+    async def _lease_unlocked(
+        self, kind: str, job_id: str, conditions: list[sa.ColumnElement[bool]], only: int | None
+    ) -> Account | None:
+        if only is not None:
+            conditions.append(Account.id == only)
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.select(Account.id, _LIMIT_COLUMN[kind])
+                .where(*conditions)
+                .order_by(Account.last_used_at.asc().nulls_first(), Account.id)
+            )
+            candidates = [(row[0], row[1]) for row in result.all()]
+        for start in range(0, len(candidates), LEASE_BATCH):
+            account_id = await self.leases.acquire_first(
+                kind, job_id, candidates[start : start + LEASE_BATCH]
+            )
+            if account_id is not None:
+                return await self._store(account_id, last_used_at=utcnow())
         return None
 
     async def any_eligible(
@@ -127,6 +172,58 @@ class Pool:
             await session.execute(sa.update(Account).where(Account.id == account_id).values(**values))
             await session.commit()
 
+    async def _store(self, account_id: int, **values: Any) -> Account | None:
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.update(Account)
+                .where(Account.id == account_id)
+                .values(**values)
+                .returning(Account)
+                .execution_options(synchronize_session=False)
+            )
+            account = result.scalars().one_or_none()
+            await session.commit()
+            return account
+
+    async def record_success(self, account_id: int, kind: str) -> None:
+        """A finished job: counts it (total and today) and clears the consecutive-error count."""
+        values: dict[str, Any] = {"consecutive_errors": 0, "updated_at": utcnow()}
+        if kind in ("video", "image"):
+            total = Account.video_count if kind == "video" else Account.image_count
+            values[total.key] = total + 1
+            values.update(_today(f"today_{kind}_count"))
+        if kind == "video":  # only videos spend the upstream's video allowance
+            values["quota_remaining"] = sa.case(
+                (Account.quota_remaining > 0, Account.quota_remaining - 1), else_=Account.quota_remaining
+            )
+        await self.update(account_id, **values)
+
+    async def record_error(
+        self, account_id: int, error_class: str, *, account_fault: bool, threshold: int, **values: Any
+    ) -> Account | None:
+        """An upstream error on this account, with the reaction's column values (cooldown, disable).
+
+        Every error counts toward the totals; only the account's own faults count toward the consecutive
+        limit, and reaching it disables the account with reason ``error_limit``.
+        """
+        values.update(
+            last_error=error_class,
+            last_error_at=utcnow(),
+            error_count=Account.error_count + 1,
+            updated_at=utcnow(),
+            **_today("today_error_count"),
+        )
+        if account_fault:
+            reached = Account.consecutive_errors + 1 >= threshold
+            values["consecutive_errors"] = Account.consecutive_errors + 1
+            if "enabled" not in values and threshold > 0:
+                values["enabled"] = sa.case((reached, sa.false()), else_=Account.enabled)
+                values["disabled_reason"] = sa.case(
+                    (sa.and_(reached, Account.enabled.is_(True)), "error_limit"),
+                    else_=Account.disabled_reason,
+                )
+        return await self._store(account_id, **values)
+
     def credentials(self, account: Account) -> Credentials:
         assert account.id is not None
         return Credentials(
@@ -135,3 +232,47 @@ class Pool:
             session_token=self._box.open_optional(account.session_token_enc),
             proxy_url=account.proxy_url,
         )
+
+    async def for_read(self, account_id: int | None = None) -> Account | None:
+        """An account for a short upstream read (feed, profiles, search); no slot is taken.
+
+        Without ``account_id``: the least recently used enabled, unexpired account that is not cooling
+        down (its ``last_used_at`` moves, so reads go round the pool), or None. With it: that account,
+        cooling down or not; an unknown id raises ``NotFound``, a disabled or expired one ``Conflict``.
+        """
+        now = utcnow()
+        if account_id is not None:
+            account = await self.get(account_id)
+            if account is None:
+                raise NotFound(f"No account with id {account_id}", param="token_id", code="token_not_found")
+            if not account.enabled:
+                raise Conflict(f"Account {account_id} is disabled", param="token_id", code="account_disabled")
+            if account.expires_at is not None and account.expires_at <= now:
+                raise Conflict(
+                    f"The access token of account {account_id} has expired",
+                    param="token_id",
+                    code="account_expired",
+                )
+            return account
+        least_recent = (
+            sa.select(Account.id)
+            .where(
+                Account.enabled.is_(True),
+                sa.or_(Account.expires_at.is_(None), Account.expires_at > now),
+                sa.or_(Account.cooldown_until.is_(None), Account.cooldown_until <= now),
+            )
+            .order_by(Account.last_used_at.asc().nulls_first(), Account.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.update(Account)
+                .where(Account.id == least_recent)
+                .values(last_used_at=now)
+                .returning(Account)
+                .execution_options(synchronize_session=False)
+            )
+            account = result.scalars().one_or_none()
+            await session.commit()
+            return account

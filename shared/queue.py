@@ -21,6 +21,8 @@ ROUTES = {
     names.TASK_POLL_TICK: names.QUEUE_MAINTENANCE,
     names.TASK_DISPATCH: names.QUEUE_MAINTENANCE,
     names.TASK_SWEEP: names.QUEUE_MAINTENANCE,
+    names.TASK_ACCOUNTS_MAINTAIN: names.QUEUE_MAINTENANCE,
+    names.TASK_ACCOUNT_REFRESH: names.QUEUE_MAINTENANCE,
 }
 
 
@@ -28,6 +30,7 @@ def create_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celer
     app = Celery("sora_gateway", broker=settings.redis_url, include=list(include))
     tick = timedelta(seconds=settings.poll_interval_s)
     sweep = timedelta(seconds=settings.sweep_interval_s)
+    accounts = timedelta(seconds=settings.account_check_interval_s)
     app.conf.update(
         result_backend=None,
         task_ignore_result=True,
@@ -67,6 +70,11 @@ def create_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celer
                 "schedule": sweep,
                 "options": {"expires": 10 * sweep.total_seconds()},
             },
+            "accounts": {
+                "task": names.TASK_ACCOUNTS_MAINTAIN,
+                "schedule": accounts,
+                "options": {"expires": accounts.total_seconds()},
+            },
         },
     )
     return app
@@ -87,3 +95,6 @@ class Enqueuer:
 
     def poll_account(self, account_id: int) -> None:
         self._send(names.TASK_POLL_ACCOUNT, account_id)
+
+    def refresh_account(self, account_id: int) -> None:
+        self._send(names.TASK_ACCOUNT_REFRESH, account_id)

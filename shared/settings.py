@@ -47,6 +47,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     watermark_fallback: bool = True
     upstream_timeout_s: float = 120.0
     create_timeout_s: float = 30.0
+    # The sora2api query routes (feed, profiles, search, invite codes) keep each answer this long; 0 = off.
+    query_cache_s: float = 10.0
 
     # Serving
     host: str = "127.0.0.1"
@@ -55,6 +57,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     media_dir: str = ".data/media"
     media_ttl_s: int = 86400
     max_media_bytes: int = 512 * 1024 * 1024
+    # Largest character source video taken (upload, base64 or a fetched URL); MP4 only.
+    character_video_max_bytes: int = 20 * 1024 * 1024
     # Signs the download links in Video.data[].url; defaults to a value derived from encryption_key.
     url_signing_key: str = ""
     log_level: str = "INFO"
@@ -75,6 +79,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A non-stream chat request with max_tokens at most this is a channel health check (NewAPI, OneAPI).
     channel_test_max_tokens: int = 64
     worker_concurrency: int = 4
+
+    # Account pool
+    # Consecutive account-side errors that disable an account (reason error_limit); 0 turns it off.
+    error_ban_threshold: int = 3
+    # Tokens expiring within this window are refreshed (ST, then RT), a batch per check, earliest first.
+    refresh_window_s: int = 3600
+    refresh_batch: int = 5
+    # A failed or claimed refresh is not tried again before this.
+    refresh_retry_s: int = 300
+    # How often beat looks for due refreshes and for quota cooldowns that have ended.
+    account_check_interval_s: float = 60.0
+    # OAuth client for imported refresh tokens that don't name one (the ChatGPT iOS app's).
+    default_client_id: str = "app_LlGpXReQgckcGGUo2JrYvtJK"
     beat_schedule_file: str = ".data/celerybeat-schedule"
 
     # Bundled simulator (used by `make run` and the tests)

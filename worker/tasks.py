@@ -9,7 +9,7 @@ from celery import Celery, Task
 
 from shared import names
 from worker.context import Runtime
-from worker.engine import finalize, poll, submit, sweep
+from worker.engine import accounts, finalize, poll, submit, sweep
 
 
 def register(app: Celery, runtime: Runtime) -> None:
@@ -35,6 +35,14 @@ def register(app: Celery, runtime: Runtime) -> None:
     @app.task(name=names.TASK_DISPATCH, ignore_result=True)
     def dispatch() -> int:
         return runtime.run(sweep.dispatch_parked)
+
+    @app.task(name=names.TASK_ACCOUNTS_MAINTAIN, ignore_result=True)
+    def accounts_maintain() -> dict[str, int]:
+        return runtime.run(accounts.maintain)
+
+    @app.task(name=names.TASK_ACCOUNT_REFRESH, ignore_result=True)
+    def account_refresh(account_id: int) -> bool:
+        return runtime.run(accounts.refresh_one, account_id)
 
     @app.task(name=names.TASK_SWEEP, ignore_result=True)
     def jobs_sweep() -> dict[str, int]:

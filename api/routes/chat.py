@@ -18,15 +18,17 @@ from litestar.di import NamedDependency
 from litestar.response import Stream
 
 from api.auth import client_guard
+from api.routes.characters import submit_character
 from api.routes.images import submit_images
 from api.routes.videos import submit_video
-from api.schemas import content_url
+from api.schemas import character_fields, content_url
 from api.video_requests import read_fields
 from api.watch import follow, wait_until_done, with_heartbeat
 from shared.errors import BadRequest, InvalidParam
 from shared.events import JobEvent
 from shared.modelids import parse_model
 from shared.models import Job, JobState
+from shared.prompts import find_generation_id
 from shared.resources import Resources
 
 _encode = msgspec.json.Encoder().encode
@@ -57,12 +59,17 @@ class ChatController(Controller):
         ):
             return Response(await _health_check(services, model))
 
-        fields, prompt = _generation_fields(body)
+        texts, image, video = _message_parts(body)
         spec = parse_model(model)
-        if spec.kind == "image":
-            job = (await submit_images(request, services, {**fields, "n": 1}))[0]
+        if video or spec.kind == "character":
+            fields, prompt = _character_fields(body, texts, video)
+            job = await submit_character(request, services, channels, fields)
         else:
-            job = await submit_video(request, services, channels, fields)
+            fields, prompt = _generation_fields(body, texts, image)
+            if spec.kind == "image":
+                job = (await submit_images(request, services, {**fields, "n": 1}))[0]
+            else:
+                job = await submit_video(request, services, channels, fields)
         as_json = (body.get("response_format") or {}).get("type") == "json_object"
         reply = _Reply(job, model, prompt, services, as_json=as_json)
         if stream:
@@ -76,8 +83,8 @@ class ChatController(Controller):
         return Response(reply.completion(await services.jobs.get(job.id) or job))
 
 
-def _generation_fields(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """The generation request in the last user message (text and image parts) and the top-level extras."""
+def _message_parts(body: dict[str, Any]) -> tuple[list[str], Any, Any]:
+    """The texts, the image and the video of the last user message (the parts win over the extras)."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidParam("'messages' must be a non-empty list", param="messages")
@@ -99,14 +106,42 @@ def _generation_fields(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
                 url = part.get("image_url")
                 image = url.get("url") if isinstance(url, dict) else url
             elif kind == "video_url":
-                video = part.get("video_url")
+                url = part.get("video_url")
+                video = url.get("url") if isinstance(url, dict) else url
     else:
         raise InvalidParam("The last user message has no content", param="messages")
-    if video or body.get("character_options"):
+    return texts, image, video
+
+
+def _character_fields(body: dict[str, Any], texts: list[str], video: Any) -> tuple[dict[str, Any], str]:
+    """A character from the message's video, or (``avatar-create``) from a ``gen_…`` draft in its text."""
+    options = body.get("character_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidParam("'character_options' must be an object", param="character_options")
+    prompt = "\n".join(text.strip() for text in texts if text.strip())
+    fields: dict[str, Any] = {**(options or {}), "model": body.get("model") or "avatar-create"}
+    if video:
+        fields["video"] = video
+    else:
+        _, generation_id = find_generation_id(prompt)
+        if generation_id is None:
+            raise InvalidParam(
+                "A character needs a video: send a video_url part or 'video' (or a gen_… id of one of "
+                "your videos in the text)",
+                param="messages",
+                code="missing_required_parameter",
+            )
+        fields["from_task"] = generation_id
+    return fields, prompt or "character"
+
+
+def _generation_fields(body: dict[str, Any], texts: list[str], image: Any) -> tuple[dict[str, Any], str]:
+    """The generation request in the last user message (text and image parts) and the top-level extras."""
+    if body.get("character_options"):
         raise InvalidParam(
-            "Character creation from a video is not supported by this gateway yet",
-            param="messages",
-            code="unsupported_parameter",
+            "'character_options' makes a character from a video: send a video_url part or 'video'",
+            param="character_options",
+            code="missing_required_parameter",
         )
     prompt = "\n".join(text.strip() for text in texts if text.strip())
     if not prompt:
@@ -171,6 +206,8 @@ class _Reply:
                     {"type": "error", "error": {"message": message, "code": job.error_code}}
                 ).decode()
             return f"Generation failed: {message}"
+        if job.kind == "character":
+            return self._character_text(job)
         url = content_url(job, self.services.settings.public_base_url, self.services.url_key)
         if job.kind == "image":
             if self.as_json:
@@ -180,6 +217,18 @@ class _Reply:
             body = {"type": "video", "url": url, "data": [{"url": url, "revised_prompt": None}]}
             return _encode(body).decode()
         return f"<video src='{url}' controls></video>\n\n[Download the video]({url})"
+
+    def _character_text(self, job: Job) -> str:
+        made = character_fields(job)
+        if self.as_json:
+            data = {**msgspec.structs.asdict(made), "id": job.id, "mention": f"@{made.username}"}
+            return _encode({"type": "character", "data": data}).decode()
+        name = f" ({made.display_name})" if made.display_name and made.display_name != made.username else ""
+        return (
+            f"Character created: **@{made.username}**{name}\n\n"
+            f"Put `@{made.username}` in a video prompt to cast it, "
+            f"e.g. `@{made.username} walks through a snowy forest`."
+        )
 
     def completion(self, job: Job) -> dict[str, Any]:
         if not job.is_terminal:

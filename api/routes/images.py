@@ -160,7 +160,7 @@ async def _plan(
     model = (parsed.model or "sora-image").strip()
     spec = parse_model(model)
     if spec.kind != "image":
-        raise InvalidParam(f"'{model}' is a video model; use /v1/videos", param="model")
+        raise InvalidParam(f"'{model}' is not an image model; use /v1/videos", param="model")
     image = resolve_image_params(spec, size=parsed.size)
 
     await ensure_capable(services, "image", requires_pro=False)

@@ -87,7 +87,7 @@ async def serve(
 async def _authorised_job(
     request: Request, services: Resources, job_id: str, exp: int | None, sig: str | None
 ) -> Job:
-    owner = client_owner(request)
+    owner = await client_owner(request)
     if owner is not None:
         return await _own_job(services, job_id, owner)
     if sig is None or exp is None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated
 
 from litestar import Controller, Request, Response, delete, get, post
@@ -16,6 +17,7 @@ from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
 from api.auth import client_guard
+from api.character_requests import plan_video_character
 from api.schemas import Task, Video, VideoDeleted, VideoList, task_of, video_of
 from api.video_requests import flag, plan_video_job, read_fields
 from api.watch import follow, wait_until_done, with_heartbeat
@@ -30,11 +32,33 @@ log = logging.getLogger("api.videos")
 POST_ID = re.compile(r"s_[0-9a-f]{32}")
 
 
-async def _own_job(services: Resources, job_id: str, owner: str) -> Job:
+# Jobs the video routes show; character jobs are seen through the task view and /v1/characters.
+MEDIA_KINDS = ("video", "image")
+
+
+async def _own_job(
+    services: Resources, job_id: str, owner: str, kinds: tuple[str, ...] | None = MEDIA_KINDS
+) -> Job:
     job = await services.jobs.get(job_id) if job_id.startswith(JOB_ID_PREFIXES) else None
-    if job is None or job.owner != owner or job.deleted_at is not None:
+    if (
+        job is None
+        or job.owner != owner
+        or job.deleted_at is not None
+        or (kinds is not None and job.kind not in kinds)
+    ):
         raise NotFound(f"No video found with id '{job_id}'", param="video_id")
     return job
+
+
+def _chain(video: Job, character: Job, deadline_s: float) -> None:
+    """Ties a video and its character: the one made first wakes the other (worker.engine.characters)."""
+    video.params["character_job"] = character.id
+    if character.params.get("after_job") == video.id:
+        video.params["then_job"] = character.id
+    else:
+        video.params["after_job"] = character.id
+        # It waits for the character first; its deadline is reset once the character is done.
+        video.deadline_at += timedelta(seconds=deadline_s)
 
 
 async def submit_video(
@@ -55,6 +79,9 @@ async def submit_video(
         remix_of=remix_of,
         remix_target=remix_target,
     )
+    character = await plan_video_character(fields, job, services)
+    if character is not None:
+        _chain(job, character, services.settings.job_deadline_s)
     stored, created = await services.jobs.insert(job)
     if not created and stored.request_hash != job.request_hash:
         raise Conflict(
@@ -63,11 +90,15 @@ async def submit_video(
             code="idempotency_key_reused",
         )
     if created:
-        try:
-            await asyncio.to_thread(services.enqueue.submit, stored.id)
-        except Exception:
-            # The row is committed: the sweeper sends the job again, so the client still gets its 200.
-            log.exception("enqueue of %s failed; the sweeper will retry it", stored.id)
+        if character is not None:
+            await services.jobs.insert_group([character])
+        # A job that waits for the other one only checks and returns; the first of the two starts.
+        for job_id in (stored.id, *([character.id] if character is not None else [])):
+            try:
+                await asyncio.to_thread(services.enqueue.submit, job_id)
+            except Exception:
+                # The row is committed: the sweeper sends the job again, so the client still gets its 200.
+                log.exception("enqueue of %s failed; the sweeper will retry it", job_id)
     if not flag(fields.get("async_mode"), default=True):
         await wait_until_done(channels, services, stored.id, services.settings.sync_wait_s)
         stored = await services.jobs.get(stored.id) or stored
@@ -119,12 +150,22 @@ class VideoController(Controller):
     ) -> Task:
         """The native task dialect: aspect_ratio, duration, image_urls; answers the task view."""
         fields = await read_fields(request)
-        if fields.get("characters"):
-            raise InvalidParam(
-                "'characters' is not supported by this gateway yet",
-                param="characters",
-                code="unsupported_parameter",
-            )
+        characters = fields.get("characters")
+        if characters:
+            # One character per video: made first from {url, timestamps}, then mentioned by the video.
+            if (
+                not isinstance(characters, list)
+                or len(characters) != 1
+                or not isinstance(characters[0], dict)
+            ):
+                raise InvalidParam(
+                    "'characters' takes one {url, timestamps} entry", param="characters", code="invalid_value"
+                )
+            fields = {
+                **fields,
+                "character_url": characters[0].get("url"),
+                "character_timestamps": characters[0].get("timestamps"),
+            }
         job = await submit_video(request, services, channels, fields)
         return task_of(job, services.settings.public_base_url, services.url_key)
 
@@ -149,7 +190,7 @@ class VideoController(Controller):
         channels: NamedDependency[ChannelsPlugin],
         video_id: FromPath[str],
     ) -> ServerSentEvent:
-        job = await _own_job(services, video_id, request.state.owner)
+        job = await _own_job(services, video_id, request.state.owner, kinds=None)
         resume = request.headers.get("last-event-id")
         try:
             after = int(resume) if resume else None
@@ -182,7 +223,7 @@ class VideoController(Controller):
         owner = request.state.owner
         marker = await _own_job(services, after, owner) if after else None
         jobs = await services.jobs.list_for_owner(
-            owner, limit=limit + 1, after=marker, ascending=order == "asc"
+            owner, limit=limit + 1, after=marker, ascending=order == "asc", kinds=MEDIA_KINDS
         )
         page = [video_of(j, services.settings.public_base_url, services.url_key) for j in jobs[:limit]]
         return VideoList(
@@ -206,5 +247,5 @@ class VideoController(Controller):
     async def task(
         self, request: Request, services: NamedDependency[Resources], task_id: FromPath[str]
     ) -> Task:
-        job = await _own_job(services, task_id, request.state.owner)
+        job = await _own_job(services, task_id, request.state.owner, kinds=None)
         return task_of(job, services.settings.public_base_url, services.url_key)

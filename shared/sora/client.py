@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import msgspec
@@ -109,6 +109,37 @@ class SoraClient:
 
     async def nf_check(self, creds: Credentials) -> dict[str, Any]:
         return await self._call(creds, "GET", "/nf/check") or {}
+
+    # Token exchange (the session and OAuth hosts are settings of their own) ---------
+
+    async def session_access_token(self, session_token: str, proxy_url: str | None) -> dict[str, Any]:
+        """ST → AT: ``{accessToken, user: {email}, expires}``. No new ST comes back."""
+        url = self._settings.sora_web_url.rstrip("/") + "/api/auth/session"
+        return (
+            await self._exchange(
+                self._client(proxy_url),
+                "GET",
+                url,
+                headers={
+                    "Cookie": f"__Secure-next-auth.session-token={session_token}",
+                    "Accept": "application/json",
+                },
+            )
+            or {}
+        )
+
+    async def oauth_refresh(
+        self, refresh_token: str, client_id: str, redirect_uri: str, proxy_url: str | None
+    ) -> dict[str, Any]:
+        """RT → AT: ``{access_token, refresh_token?, expires_in}``; a returned RT replaces the old one."""
+        url = self._settings.openai_auth_url.rstrip("/") + "/oauth/token"
+        body = {
+            "client_id": client_id,
+            "grant_type": "refresh_token",
+            "redirect_uri": redirect_uri,
+            "refresh_token": refresh_token,
+        }
+        return await self._exchange(self._client(proxy_url), "POST", url, json=body) or {}
 
     # Video tasks ---------------------------------------------------------------
 
@@ -234,6 +265,122 @@ class SoraClient:
             raise
         return answer if isinstance(answer, dict) else {"items": [], "cursor": None}
 
+    # Public reads (the sora2api query routes) ------------------------------------
+
+    async def feed(
+        self, creds: Credentials, *, cut: str, limit: int, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """The public feed: ``{items: [{post, profile}], cursor}``."""
+        params = _page(limit, cursor, cut=cut)
+        return _object(await self._call(creds, "GET", "/project_y/feed", params=params))
+
+    async def profile_feed(
+        self, creds: Credentials, user_id: str, *, limit: int, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One user's posts; ``user_id`` ``me`` means the account's own."""
+        path = f"/project_y/profile_feed/{quote(user_id, safe='')}"
+        return _object(await self._call(creds, "GET", path, params=_page(limit, cursor, cut="nf2")))
+
+    async def profile_by_username(self, creds: Credentials, username: str) -> dict[str, Any]:
+        path = f"/project_y/profile/username/{quote(username, safe='')}"
+        return _object(await self._call(creds, "GET", path))
+
+    async def search_mentions(
+        self, creds: Credentials, username: str, *, intent: str, limit: int
+    ) -> dict[str, Any]:
+        """Users (``intent=users``) or usable characters (``cameo``): ``{items: [{profile, token}]}``."""
+        params = {"username": username, "intent": intent, "limit": limit}
+        return _object(await self._call(creds, "GET", "/project_y/profile/search_mentions", params=params))
+
+    async def invite_mine(self, creds: Credentials) -> dict[str, Any]:
+        """The account's invite code; a 401 there means Sora 2 is not activated: bootstrap once, ask again."""
+        try:
+            return _object(await self._call(creds, "GET", "/project_y/invite/mine"))
+        except errors.UpstreamError as exc:
+            if exc.status != 401:
+                raise
+        await self._call(creds, "GET", "/m/bootstrap")
+        return _object(await self._call(creds, "GET", "/project_y/invite/mine"))
+
+    # Characters (cameos) ---------------------------------------------------------
+
+    async def _multipart(
+        self, creds: Credentials, path: str, files: dict[str, Any], data: dict[str, str]
+    ) -> dict[str, Any]:
+        answer = await self._exchange(
+            self._client(creds.proxy_url),
+            "POST",
+            self._backend + path,
+            headers={"Authorization": f"Bearer {creds.access_token}"},
+            files=files,
+            data=data,
+        )
+        return answer if isinstance(answer, dict) else {}
+
+    @staticmethod
+    def _cameo_id(answer: Any) -> str:
+        cameo_id = (answer.get("id") or answer.get("cameo_id")) if isinstance(answer, dict) else None
+        if not isinstance(cameo_id, str) or not cameo_id:
+            raise errors.classify(502, {}, b"character start answered without a cameo id")
+        return cameo_id
+
+    async def upload_character_video(self, creds: Credentials, data: bytes, timestamps: str) -> str:
+        """Starts a cameo from an MP4 (``timestamps`` like ``"0,3"``); returns the cameo id."""
+        answer = await self._multipart(
+            creds,
+            "/characters/upload",
+            files={"file": ("video.mp4", data, "video/mp4")},
+            data={"timestamps": timestamps},
+        )
+        return self._cameo_id(answer)
+
+    async def character_from_generation(
+        self, creds: Credentials, generation_id: str, timestamps: list[int | float]
+    ) -> str:
+        """Starts a cameo from one of the account's drafts; returns the cameo id."""
+        body = {"generation_id": generation_id, "character_id": None, "timestamps": timestamps}
+        return self._cameo_id(await self._call(creds, "POST", "/characters/from-generation", json=body))
+
+    async def cameo_status(self, creds: Credentials, cameo_id: str) -> dict[str, Any]:
+        """``status``, ``status_message`` and, once done, the hints and ``profile_asset_url``."""
+        answer = await self._call(creds, "GET", f"/project_y/cameos/in_progress/{cameo_id}")
+        return answer if isinstance(answer, dict) else {}
+
+    async def upload_profile_asset(
+        self, creds: Credentials, data: bytes, content_type: str, file_name: str
+    ) -> str:
+        """Uploads a picture for a profile (a character's avatar); returns its ``sediment://`` pointer."""
+        answer = await self._multipart(
+            creds,
+            "/project_y/file/upload",
+            files={"file": (file_name, data, content_type)},
+            data={"use_case": "profile"},
+        )
+        pointer = answer.get("asset_pointer")
+        if not isinstance(pointer, str) or not pointer:
+            raise errors.classify(502, {}, b"file upload answered without an asset pointer")
+        return pointer
+
+    async def username_available(self, creds: Credentials, username: str) -> bool:
+        answer = await self._call(
+            creds, "POST", "/project_y/profile/username/check", json={"username": username}
+        )
+        return bool(answer.get("available")) if isinstance(answer, dict) else False
+
+    async def finalize_character(self, creds: Credentials, payload: dict[str, Any]) -> str:
+        """Turns a processed cameo into a character; returns its ``character_id``."""
+        answer = await self._call(creds, "POST", "/characters/finalize", json=payload)
+        character = answer.get("character") if isinstance(answer, dict) else None
+        character_id = character.get("character_id") if isinstance(character, dict) else None
+        if not isinstance(character_id, str) or not character_id:
+            raise errors.classify(502, {}, b"finalize answered without a character id")
+        return character_id
+
+    async def set_cameo_public(self, creds: Credentials, cameo_id: str) -> None:
+        await self._call(
+            creds, "POST", f"/project_y/cameos/by_id/{cameo_id}/update_v2", json={"visibility": "public"}
+        )
+
     # Media ---------------------------------------------------------------------
 
     def check_media_url(self, url: str) -> None:
@@ -266,3 +413,19 @@ class SoraClient:
                 yield chunks()
         except httpx.TransportError as exc:
             raise errors.classify_transport(exc) from exc
+
+
+def _page(limit: int, cursor: str | None, **params: Any) -> dict[str, Any]:
+    page: dict[str, Any] = {"limit": limit, **params}
+    if cursor:
+        page["cursor"] = cursor
+    return page
+
+
+def _object(answer: Any) -> dict[str, Any]:
+    """A read's JSON object; an empty 2xx is an empty object, any other shape a bad answer."""
+    if answer is None:
+        return {}
+    if not isinstance(answer, dict):
+        raise errors.UnexpectedResponse(f"expected a JSON object, got {type(answer).__name__}", status=200)
+    return answer

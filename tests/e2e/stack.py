@@ -78,7 +78,9 @@ class Stack:
             **{key: value.format(sim_url=self.sim_url) for key, value in (extra_env or {}).items()},
         }
         self.procs: dict[str, subprocess.Popen] = {}
-        self.http = httpx.Client(timeout=30)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so a request never races the
+        # server closing the connection it reuses ("Server disconnected without sending a response").
+        self.http = httpx.Client(timeout=30, limits=httpx.Limits(keepalive_expiry=2.0))
 
     # Processes ------------------------------------------------------------------
 

@@ -98,7 +98,15 @@ async def test_request_dialects(client: AsyncTestClient, body: dict, seconds: st
             "url_not_allowed",
         ),
         ({"input_reference": "this is not an image"}, "input_reference", "invalid_image"),
-        ({"character_url": "https://example.com/c.mp4"}, "character_url", "unsupported_parameter"),
+        (
+            {"character_url": "https://example.com/c.mp4", "character_timestamps": "2,9"},
+            "character_timestamps",
+            "invalid_value",
+        ),
+        ({"character_url": "http://10.0.0.1/c.mp4"}, "character_url", "url_not_allowed"),
+        ({"character_url": "not a video"}, "character_url", "invalid_video"),
+        ({"character_from_task": "gen_unknown1"}, "character_from_task", "generation_not_found"),
+        ({"model": "avatar-create"}, "model", "invalid_value"),
         ({"aspect_ratio": "4:3"}, "aspect_ratio", "invalid_value"),
         (
             {"model": "sora2-extension-10s", "prompt": "gen_unknown123 go on"},

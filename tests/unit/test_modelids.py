@@ -112,7 +112,7 @@ REJECTED = [
     "sora",
     "sora-3",
     "sora-2-720p",
-    "avatar-create",
+    "avatar-create-10s",
     "prompt-enhance-short-10s",
     "prompt-enhance-long-20s",
     "sora-video-5s",
@@ -191,8 +191,9 @@ def test_list_models_covers_the_bases_and_common_combinations():
         "sora2pro-hd-landscape-10s",
     }
     assert expected <= models
-    assert not any("avatar" in m or "enhance" in m for m in models)
+    assert not any("enhance" in m for m in models)
     assert {m for m in models if "extension" in m} == {"sora2-extension-10s", "sora2-extension-15s"}
+    assert {m for m in models if parse_model(m).kind == "character"} == {"avatar-create"}
 
 
 def test_list_models_returns_a_fresh_list():

@@ -10,6 +10,14 @@ from worker.context import Context
 log = logging.getLogger("worker.engine")
 
 
+class RetryLater(Exception):
+    """A finalize step failed in a way worth another try: the task retries after ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"retry in {delay:.0f}s")
+        self.delay = delay
+
+
 async def publish(ctx: Context, job: Job | None, message: str = "") -> None:
     if job is not None:
         await ctx.publisher.publish(job, message)
@@ -29,6 +37,13 @@ async def dispatch(ctx: Context, kind: str, limit: int) -> int:
     return len(ids)
 
 
+def wake_dependent(ctx: Context, job: Job) -> None:
+    """The job that waits for this one (a chained character or video) may go on, or fail with it."""
+    waiting = job.params.get("then_job")
+    if waiting:
+        ctx.enqueue.submit(waiting)
+
+
 async def fail(ctx: Context, job: Job, code: str, message: str, attempt: dict | None = None) -> Job | None:
     failed = await ctx.jobs.fail(job.id, code, message, attempt=attempt)
     if failed is not None:
@@ -36,4 +51,5 @@ async def fail(ctx: Context, job: Job, code: str, message: str, attempt: dict | 
         await publish(ctx, failed, message)
         if failed.account_id is not None:
             await free_slot(ctx, failed)
+        wake_dependent(ctx, failed)
     return failed

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import sqlalchemy as sa
-
-from shared.models import Account, Job, JobState
+from shared.models import Job, JobState
 from shared.sora import errors
 from shared.sora.client import MediaNotAllowed
 from shared.timeutil import utcnow
 from worker.context import Context
-from worker.engine.common import fail, log, publish
+from worker.engine import accounts, characters
+from worker.engine.common import RetryLater, fail, log, publish, wake_dependent
 
 MAX_DOWNLOAD_ATTEMPTS = 5
-
-
-class RetryLater(Exception):
-    def __init__(self, delay: float) -> None:
-        super().__init__(f"retry in {delay:.0f}s")
-        self.delay = delay
 
 
 async def _clean_url(ctx: Context, job: Job) -> str | None:
@@ -52,21 +45,11 @@ async def _clean_url(ctx: Context, job: Job) -> str | None:
             log.error("job %s: could not delete post %s: %s", job.id, post_id, exc.error_class)
 
 
-def _counted(kind: str) -> dict:
-    if kind == "image":
-        return {"image_count": Account.image_count + 1, "consecutive_errors": 0}
-    # Only videos spend the upstream's video allowance.
-    return {
-        "video_count": Account.video_count + 1,
-        "consecutive_errors": 0,
-        "quota_remaining": sa.case(
-            (Account.quota_remaining > 0, Account.quota_remaining - 1), else_=Account.quota_remaining
-        ),
-    }
-
-
 async def finalize(ctx: Context, job_id: str, attempt: int = 0) -> None:
     job = await ctx.jobs.get(job_id)
+    if job is not None and job.kind == "character":
+        await characters.finalize(ctx, job, attempt)
+        return
     if job is None or job.state != JobState.FINALIZING or not job.media_url:
         return
     video_key = f"videos/{job.id}/video.mp4" if job.kind == "video" else f"images/{job.id}/image.png"
@@ -114,9 +97,9 @@ async def finalize(ctx: Context, job_id: str, attempt: int = 0) -> None:
     if completed is None:
         return
     log.info("job %s completed (%d bytes)", job.id, size)
-    if completed.account_id is not None:
-        await ctx.pool.update(
-            completed.account_id,
-            **_counted(job.kind),
-        )
     await publish(ctx, completed, "Video ready" if job.kind == "video" else "Image ready")
+    wake_dependent(ctx, completed)
+    if completed.account_id is not None:
+        await ctx.pool.record_success(completed.account_id, job.kind)
+        if job.kind == "video":
+            await accounts.check_quota(ctx, completed.account_id)

@@ -16,6 +16,7 @@ from shared.sora import errors
 from shared.sora.client import Credentials
 from shared.timeutil import utcnow
 from worker.context import Context
+from worker.engine import accounts, characters
 from worker.engine.common import fail, free_slot, log, publish
 
 CONTENT_FILTER_MESSAGE = "The prompt or input was rejected by the content filter"
@@ -62,6 +63,8 @@ async def _poll(ctx: Context, account_id: int) -> None:
         await _poll_videos(ctx, creds, by_kind["video"])
     if by_kind.get("image"):
         await _poll_images(ctx, creds, by_kind["image"])
+    if by_kind.get("character"):
+        await characters.poll_cameos(ctx, creds, by_kind["character"])
 
 
 async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job]) -> None:
@@ -70,6 +73,7 @@ async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job]) -> Non
     except errors.UpstreamError as exc:
         # The next tick tries again; the deadline bounds how long that can go on.
         log.warning("pending poll for account %s failed: %s", creds.account_id, exc.error_class)
+        await accounts.on_poll_error(ctx, creds.account_id, exc)
         return
 
     gone: list[Job] = []
@@ -91,6 +95,7 @@ async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job]) -> Non
         tasks = {task.get("id"): task for task in await ctx.sora.recent_image_tasks(creds, limit=50)}
     except errors.UpstreamError as exc:
         log.warning("recent_tasks poll for account %s failed: %s", creds.account_id, exc.error_class)
+        await accounts.on_poll_error(ctx, creds.account_id, exc)
         return
     for job in jobs:
         task = tasks.get(job.upstream_task_id)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import random
 from datetime import timedelta
 from typing import Any
 
 from shared.accounts import quota_fields
 from shared.errors import GatewayError
 from shared.inputs import InputImage, fetch_image
-from shared.jobs import attempt_entry
 from shared.models import Account, Job, JobState
 from shared.secrets import SecretUnreadable
 from shared.sora import errors
@@ -17,6 +15,7 @@ from shared.sora.client import Credentials
 from shared.sora.sentinel import SentinelUnavailable
 from shared.timeutil import utcnow
 from worker.context import Context
+from worker.engine import attempts, characters
 from worker.engine.common import fail, log, publish
 
 
@@ -43,15 +42,6 @@ def create_payload(job: Job) -> dict[str, Any]:
         "video_caption": None,
         "storyboard_id": None,
     }
-
-
-class InputUnavailable(Exception):
-    """The job's own input (reference image, remix source) is unusable: terminal, not the account's fault."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 async def _send(ctx: Context, creds: Credentials, job: Job) -> dict[str, Any]:
@@ -104,7 +94,7 @@ async def _upload_reference(ctx: Context, creds: Credentials, job: Job) -> str:
         try:
             image = await fetch_image(source["url"], param=source.get("param", "input_reference"))
         except GatewayError as exc:
-            raise InputUnavailable(
+            raise attempts.InputUnavailable(
                 exc.code or "fetch_failed", f"The reference image could not be used: {exc}"
             ) from exc
     return await ctx.sora.upload_image(creds, image.data, image.content_type, image.extension)
@@ -116,27 +106,32 @@ async def _remix_target(ctx: Context, job: Job) -> str:
         return job.params["remix_target_id"]
     source = await ctx.jobs.get(job.params["remix_source_job"])
     if source is None or not source.generation_id or source.account_id is None:
-        raise InputUnavailable("remix_source_unavailable", "The video to remix is no longer available")
+        raise attempts.InputUnavailable(
+            "remix_source_unavailable", "The video to remix is no longer available"
+        )
     if source.post_id:
         return source.post_id
     account = await ctx.pool.get(source.account_id)
     if account is None:
-        raise InputUnavailable("remix_source_unavailable", "The account that made the source video is gone")
+        raise attempts.InputUnavailable(
+            "remix_source_unavailable", "The account that made the source video is gone"
+        )
     post_id = await ctx.sora.publish(ctx.pool.credentials(account), source.generation_id)
     await ctx.jobs.set_post_id(source.id, post_id)
     return post_id
-
-
-def _avoided_account(job: Job) -> set[int]:
-    """The account the last attempt failed on, when the failure was the account's: retries go elsewhere."""
-    last = job.attempts[-1] if job.attempts else {}
-    return {last["account_id"]} if last.get("avoid") and last.get("account_id") is not None else set()
 
 
 async def submit(ctx: Context, job_id: str) -> None:
     job = await ctx.jobs.get(job_id)
     if job is None or job.state not in (JobState.QUEUED, JobState.SUBMITTING):
         return  # already past this step: a redelivered message has nothing to do
+    if job.kind == "character" or job.params.get("after_job"):
+        job = await characters.gate(ctx, job)  # None while the job it waits for runs
+        if job is None:
+            return
+        if job.kind == "character":
+            await characters.submit(ctx, job)
+            return
     if job.state == JobState.SUBMITTING:
         job = await _resume(ctx, job)
         if job is None:
@@ -144,7 +139,7 @@ async def submit(ctx: Context, job_id: str) -> None:
 
     requires_pro = bool(job.params.get("requires_pro"))
     sticky = job.params.get("sticky_account_id")
-    avoid = set() if sticky else _avoided_account(job)
+    avoid = set() if sticky else attempts.avoided_account(job)
     account = await ctx.pool.lease(job.kind, job.id, requires_pro=requires_pro, exclude=avoid, only=sticky)
     if (
         account is None
@@ -176,17 +171,17 @@ async def _create(ctx: Context, job: Job, account: Account) -> None:
     except SecretUnreadable as exc:
         log.error("account %s: %s; disabling it", account.id, exc)
         await ctx.pool.update(account.id, enabled=False, disabled_reason="secret_unreadable")  # type: ignore[arg-type]
-        await _retry_or_fail(
+        await attempts.retry_or_fail(
             ctx, job, account, "secret_unreadable", "No usable account", avoid=True, delay=0.0
         )
         return
     try:
         answer = await _send(ctx, creds, job)
-    except InputUnavailable as exc:
+    except attempts.InputUnavailable as exc:
         await fail(ctx, job, exc.code, exc.message)
         return
     except SentinelUnavailable as exc:
-        await _retry_or_fail(ctx, job, account, "sentinel_unavailable", str(exc), avoid=False)
+        await attempts.retry_or_fail(ctx, job, account, "sentinel_unavailable", str(exc), avoid=False)
         return
     except errors.UpstreamError as exc:
         if exc.maybe_processed:
@@ -195,7 +190,7 @@ async def _create(ctx: Context, job: Job, account: Account) -> None:
             if task_id is not None:
                 await _mark_submitted(ctx, job, account, task_id, {})
                 return
-        await _on_upstream_error(ctx, job, account, exc)
+        await attempts.on_upstream_error(ctx, job, account, exc)
         return
     await _mark_submitted(ctx, job, account, answer["id"], answer)
 
@@ -219,75 +214,6 @@ async def _mark_submitted(ctx: Context, job: Job, account: Account, task_id: str
     if quota:
         await ctx.pool.update(account.id, **quota)  # type: ignore[arg-type]
     await publish(ctx, running, "Video generation started")
-
-
-async def _on_upstream_error(ctx: Context, job: Job, account: Account, exc: errors.UpstreamError) -> None:
-    log.warning("job %s: create on account %s failed: %s", job.id, account.id, exc.error_class)
-    await _account_reaction(ctx, account, exc)
-    if exc.reaction is errors.Reaction.FAIL:
-        await fail(
-            ctx,
-            job,
-            exc.public_code,
-            exc.public_message,
-            attempt_entry(account.id, exc.error_class, str(exc)),
-        )
-        return
-    if exc.reaction is errors.Reaction.RETRY:
-        await _retry_or_fail(
-            ctx, job, account, exc.error_class, exc.public_message, avoid=False, delay=exc.wait
-        )
-    else:
-        # The account is cooled down, disabled or skipped: the job moves on to another one right away.
-        await _retry_or_fail(ctx, job, account, exc.error_class, exc.public_message, avoid=True, delay=1.0)
-
-
-async def _retry_or_fail(
-    ctx: Context,
-    job: Job,
-    account: Account,
-    error_class: str,
-    message: str,
-    *,
-    avoid: bool,
-    delay: float | None = None,
-) -> None:
-    attempt = {**attempt_entry(account.id, error_class, message), "avoid": avoid}
-    if len(job.attempts) + 1 >= ctx.settings.max_submit_attempts:
-        await fail(ctx, job, error_class, f"The upstream did not accept the job: {message}", attempt)
-        return
-    requeued = await ctx.jobs.transition(
-        job.id,
-        [JobState.SUBMITTING],
-        state=JobState.QUEUED,
-        account_id=None,
-        enqueued_at=utcnow(),
-        attempt=attempt,
-    )
-    await ctx.pool.leases.release(account.id, job.kind, job.id)  # type: ignore[arg-type]
-    if requeued is not None:
-        await publish(ctx, requeued, "Retrying on another attempt")
-        backoff = (
-            min(delay, 60.0)
-            if delay is not None
-            else min(2 ** len(job.attempts), 30) * (0.5 + random.random())
-        )
-        ctx.enqueue.submit(job.id, countdown=backoff)
-
-
-async def _account_reaction(ctx: Context, account: Account, exc: errors.UpstreamError) -> None:
-    values: dict[str, Any] = {"last_error": exc.error_class}
-    if exc.account_fault:
-        values["error_count"] = Account.error_count + 1
-        values["consecutive_errors"] = Account.consecutive_errors + 1
-    if exc.reaction is errors.Reaction.DISABLE:
-        values.update(enabled=False, disabled_reason=exc.account_reason or exc.error_class)
-    elif exc.reaction is errors.Reaction.COOLDOWN:
-        values.update(
-            cooldown_until=utcnow() + timedelta(seconds=exc.retry_after or exc.default_wait or 120),
-            cooldown_reason=exc.account_reason or exc.error_class,
-        )
-    await ctx.pool.update(account.id, **values)  # type: ignore[arg-type]
 
 
 async def _find_unclaimed_task(ctx: Context, creds: Credentials, job: Job) -> str | None:

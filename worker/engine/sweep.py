@@ -8,7 +8,7 @@ from shared.models import Job, JobState
 from worker.context import Context
 from worker.engine.common import dispatch, fail, log
 
-JOB_KINDS = ("video", "image")
+JOB_KINDS = ("video", "image", "character")
 
 
 async def dispatch_parked(ctx: Context) -> int:

@@ -1,0 +1,109 @@
+"""Admin: client API keys. A key is shown once, when it is made; only its hash is stored."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Literal
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Controller, Request, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+
+from api.auth import KeyCache, admin_guard
+from shared.errors import InvalidParam, NotFound
+from shared.models import ApiKey
+from shared.resources import Resources
+from shared.secrets import token_hash
+from shared.timeutil import epoch, utcnow
+
+KEY_PREFIX = "sk-gw-"
+MAX_LABEL = 200
+MAX_RATE_LIMIT = 100_000
+
+
+class KeyIn(msgspec.Struct, forbid_unknown_fields=False):
+    label: str | None = None
+    # Creates (POST requests) per minute; null or absent means unlimited.
+    rate_limit: int | None = None
+
+
+class KeyOut(msgspec.Struct):
+    id: int
+    prefix: str
+    label: str | None
+    rate_limit: int | None
+    created_at: int
+    last_used_at: int | None
+    revoked_at: int | None
+    # Only in the answer to the create, never again.
+    key: str | None = None
+    object: Literal["api_key"] = "api_key"
+
+
+class KeyList(msgspec.Struct):
+    data: list[KeyOut]
+    object: Literal["list"] = "list"
+
+
+def _out(row: ApiKey, key: str | None = None) -> KeyOut:
+    assert row.id is not None
+    return KeyOut(
+        id=row.id,
+        prefix=row.prefix,
+        label=row.label,
+        rate_limit=row.rate_limit,
+        created_at=epoch(row.created_at) or 0,
+        last_used_at=epoch(row.last_used_at),
+        revoked_at=epoch(row.revoked_at),
+        key=key,
+    )
+
+
+class KeyController(Controller):
+    path = "/api/keys"
+    guards = [admin_guard]
+    tags = ["admin"]
+
+    @post("", operation_id="createKey", status_code=200)
+    async def create(self, data: JSONBody[KeyIn], services: NamedDependency[Resources]) -> KeyOut:
+        if data.label is not None and len(data.label) > MAX_LABEL:
+            raise InvalidParam(f"'label' is at most {MAX_LABEL} characters", param="label")
+        if data.rate_limit is not None and not 1 <= data.rate_limit <= MAX_RATE_LIMIT:
+            raise InvalidParam(
+                f"'rate_limit' must be 1 to {MAX_RATE_LIMIT} requests per minute, or null", param="rate_limit"
+            )
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        row = ApiKey(key_hash=token_hash(key), prefix=key[:12], label=data.label, rate_limit=data.rate_limit)
+        async with services.sessions() as session:
+            session.add(row)
+            await session.commit()
+            await session.refresh(row)
+        return _out(row, key)
+
+    @get("", operation_id="listKeys")
+    async def list_keys(self, services: NamedDependency[Resources]) -> KeyList:
+        async with services.sessions() as session:
+            result = await session.execute(sa.select(ApiKey).order_by(ApiKey.id))
+            return KeyList(data=[_out(row) for row in result.scalars().all()])
+
+    @delete("/{key_id:int}", operation_id="revokeKey", status_code=200)
+    async def revoke(
+        self, key_id: FromPath[int], request: Request, services: NamedDependency[Resources]
+    ) -> KeyOut:
+        async with services.sessions() as session:
+            result = await session.execute(
+                sa.update(ApiKey)
+                .where(ApiKey.id == key_id)
+                .values(revoked_at=sa.func.coalesce(ApiKey.revoked_at, utcnow()))
+                .returning(ApiKey)
+                .execution_options(synchronize_session=False)
+            )
+            row = result.scalars().one_or_none()
+            await session.commit()
+        if row is None:
+            raise NotFound(f"No API key with id {key_id}")
+        cache: KeyCache = request.app.state.key_cache
+        cache.forget()  # this process stops accepting it at once; others within a few seconds
+        return _out(row)
