@@ -18,6 +18,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.routes.characters import CharacterController
 from api.routes.chat import ChatController
 from api.routes.images import ImageController
+from api.routes.jobs import JobController
 from api.routes.keys import KeyController
 from api.routes.media import MediaController
 from api.routes.queries import QueryController
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             QueryController,
             TokenController,
             KeyController,
+            JobController,
             HealthController,
         ],
         dependencies={"services": Provide(_services, sync_to_thread=False)},
