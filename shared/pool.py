@@ -131,7 +131,7 @@ class Pool:
                 kind, job_id, candidates[start : start + LEASE_BATCH]
             )
             if account_id is not None:
-                return await self._store(account_id, last_used_at=utcnow())
+                return await self.store(account_id, last_used_at=utcnow())
         return None
 
     async def any_eligible(
@@ -172,7 +172,8 @@ class Pool:
             await session.execute(sa.update(Account).where(Account.id == account_id).values(**values))
             await session.commit()
 
-    async def _store(self, account_id: int, **values: Any) -> Account | None:
+    async def store(self, account_id: int, **values: Any) -> Account | None:
+        """Applies ``values`` and returns the account as it is now (None if it is gone)."""
         async with self._sessions() as session:
             result = await session.execute(
                 sa.update(Account)
@@ -222,7 +223,7 @@ class Pool:
                     (sa.and_(reached, Account.enabled.is_(True)), "error_limit"),
                     else_=Account.disabled_reason,
                 )
-        return await self._store(account_id, **values)
+        return await self.store(account_id, **values)
 
     def credentials(self, account: Account) -> Credentials:
         assert account.id is not None

@@ -11,10 +11,10 @@ from datetime import timedelta
 from typing import Any
 
 import msgspec
-import sqlalchemy as sa
 
 from shared import jwtclaims
 from shared.models import Account
+from shared.pool import Pool
 from shared.secrets import SecretBox, SecretUnreadable, token_hash
 from shared.sora import errors
 from shared.sora.client import SoraClient
@@ -123,7 +123,7 @@ def sealed_token_fields(box: SecretBox, got: Exchanged) -> dict[str, Any]:
 
 
 async def refresh_account(
-    sessions: Any, box: SecretBox, sora: SoraClient, account: Account, *, retry_after_s: float = 300.0
+    pool: Pool, box: SecretBox, sora: SoraClient, account: Account, *, retry_after_s: float = 300.0
 ) -> Account:
     """Exchanges the account's ST or RT for a new AT and stores it.
 
@@ -135,7 +135,7 @@ async def refresh_account(
         session_token = box.open_optional(account.session_token_enc)
         refresh_token = box.open_optional(account.refresh_token_enc)
     except SecretUnreadable as exc:
-        await _store(sessions, account.id, enabled=False, disabled_reason="secret_unreadable")
+        await _store(pool, account.id, enabled=False, disabled_reason="secret_unreadable")
         raise RefreshFailed(str(exc), transient=False) from exc
     try:
         got = await exchange(
@@ -153,7 +153,7 @@ async def refresh_account(
         }
         if not exc.transient:
             values.update(enabled=False, disabled_reason="expired")
-        await _store(sessions, account.id, **values)
+        await _store(pool, account.id, **values)
         raise
     values = sealed_token_fields(box, got)
     values.update(refreshed_at=utcnow(), refresh_error=None, refresh_not_before=None)
@@ -162,19 +162,12 @@ async def refresh_account(
     ):
         # The new token undoes what the old one's failure did.
         values.update(enabled=True, disabled_reason=None, consecutive_errors=0)
-    return await _store(sessions, account.id, **values)
+    return await _store(pool, account.id, **values)
 
 
-async def _store(sessions: Any, account_id: int, **values: Any) -> Account:
+async def _store(pool: Pool, account_id: int, **values: Any) -> Account:
     values.setdefault("updated_at", utcnow())
-    async with sessions() as session:
-        result = await session.execute(
-            sa.update(Account)
-            .where(Account.id == account_id)
-            .values(**values)
-            .returning(Account)
-            .execution_options(synchronize_session=False)
-        )
-        account = result.scalars().one()
-        await session.commit()
-        return account
+    account = await pool.store(account_id, **values)
+    if account is None:
+        raise RefreshFailed("the account was deleted meanwhile", transient=False)
+    return account

@@ -274,24 +274,17 @@ async def _get(services: Resources, account_id: int) -> Account:
 
 async def _store(services: Resources, account_id: int, **values: Any) -> Account:
     values.setdefault("updated_at", utcnow())
-    async with services.sessions() as session:
-        try:
-            result = await session.execute(
-                sa.update(Account)
-                .where(Account.id == account_id)
-                .values(**values)
-                .returning(Account)
-                .execution_options(synchronize_session=False)
-            )
-            account = result.scalars().one_or_none()
-            await session.commit()
-        except IntegrityError:
-            raise Conflict(
-                "This access token is already in the pool", param="token", code="duplicate_token"
-            ) from None
+    try:
+        account = await services.pool.store(account_id, **values)
+    except IntegrityError:
+        raise _duplicate() from None
     if account is None:
         raise NotFound(f"No account with id {account_id}")
     return account
+
+
+def _duplicate() -> Conflict:
+    return Conflict("This access token is already in the pool", param="token", code="duplicate_token")
 
 
 def _detect(token: str) -> str:
@@ -346,7 +339,7 @@ class TokenController(Controller):
         line = _Line(access_token=token, session_token=data.st, refresh_token=data.rt)
         account, created = await self._save(services, line, data, merge_by_email=False)
         if not created:
-            raise Conflict("This access token is already in the pool", param="token", code="duplicate_token")
+            raise _duplicate()
         return await _out_one(services, account)
 
     @post("/import", operation_id="importAccounts", status_code=200)
@@ -415,9 +408,7 @@ class TokenController(Controller):
         async with services.sessions() as session:
             existing = await session.execute(sa.select(Account.id).where(Account.token_hash == hashed))
             if existing.first() is not None:
-                raise Conflict(
-                    "This access token is already in the pool", param="token", code="duplicate_token"
-                )
+                raise _duplicate()
         creds = Credentials(
             account_id=0,
             access_token=line.access_token,
@@ -463,9 +454,7 @@ class TokenController(Controller):
             try:
                 await session.commit()
             except IntegrityError:
-                raise Conflict(
-                    "This access token is already in the pool", param="token", code="duplicate_token"
-                ) from None
+                raise _duplicate() from None
             await session.refresh(account)
         return account, True
 
@@ -566,7 +555,7 @@ class TokenController(Controller):
         account = await _get(services, account_id)
         try:
             account = await refresh.refresh_account(
-                services.sessions,
+                services.pool,
                 services.box,
                 services.sora,
                 account,

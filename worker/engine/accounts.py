@@ -40,7 +40,7 @@ async def react(ctx: Context, account: Account, exc: errors.UpstreamError) -> Ne
     if exc.refresh_first and (account.session_token_enc or account.refresh_token_enc):
         try:
             await refresh.refresh_account(
-                ctx.sessions, ctx.box, ctx.sora, account, retry_after_s=ctx.settings.refresh_retry_s
+                ctx.pool, ctx.box, ctx.sora, account, retry_after_s=ctx.settings.refresh_retry_s
             )
         except refresh.RefreshFailed as failed:
             log.warning("account %s: %s, and the refresh failed: %s", account.id, exc.error_class, failed)
@@ -88,7 +88,7 @@ async def on_poll_error(ctx: Context, account_id: int, exc: errors.UpstreamError
         return
     try:
         await refresh.refresh_account(
-            ctx.sessions, ctx.box, ctx.sora, account, retry_after_s=ctx.settings.refresh_retry_s
+            ctx.pool, ctx.box, ctx.sora, account, retry_after_s=ctx.settings.refresh_retry_s
         )
     except refresh.RefreshFailed as failed:
         log.warning("account %s: token refused while polling, refresh failed: %s", account_id, failed)
@@ -207,7 +207,7 @@ async def refresh_one(ctx: Context, account_id: int) -> bool:
         return False
     try:
         await refresh.refresh_account(
-            ctx.sessions, ctx.box, ctx.sora, account, retry_after_s=ctx.settings.refresh_retry_s
+            ctx.pool, ctx.box, ctx.sora, account, retry_after_s=ctx.settings.refresh_retry_s
         )
     except refresh.RefreshFailed as exc:
         log.warning("account %s: scheduled refresh failed: %s", account_id, exc)
