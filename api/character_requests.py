@@ -15,11 +15,12 @@ from typing import Any
 import msgspec
 from litestar.datastructures import UploadFile
 
+from api.bounds import refuse_nul
 from api.video_requests import ensure_capable, fingerprint, flag
 from shared.characters import normalize_username, parse_timestamps
 from shared.errors import Conflict, InvalidParam, NotFound
 from shared.inputs import InputVideo, check_url, decode_inline_video, video_from_bytes
-from shared.jobs import JOB_ID_PREFIXES, new_character_id, new_job_times
+from shared.jobs import JOB_ID, new_character_id, new_job_times
 from shared.modelids import parse_model
 from shared.models import Job, JobState
 from shared.prompts import find_generation_id
@@ -92,7 +93,9 @@ async def _stage(resources: Resources, job_id: str, video: InputVideo) -> dict[s
 
 async def task_source(value: Any, param: str, owner: str, resources: Resources) -> dict[str, Any]:
     """One of the caller's finished videos, by our id or its ``gen_…`` draft id: its draft and account."""
-    text = str(value).strip() if isinstance(value, str | int) else ""
+    if not isinstance(value, str):
+        raise InvalidParam(f"'{param}' must be one of your video ids or its gen_… id", param=param)
+    text = value.strip()
     _, generation_id = find_generation_id(text)
     if generation_id is not None and generation_id == text:
         source = await resources.jobs.by_generation_id(generation_id, owner)
@@ -103,7 +106,7 @@ async def task_source(value: Any, param: str, owner: str, resources: Resources) 
                 code="generation_not_found",
             )
     else:
-        source = await resources.jobs.get(text) if text.startswith(JOB_ID_PREFIXES) else None
+        source = await resources.jobs.get(text) if JOB_ID.fullmatch(text) else None
         if source is None or source.owner != owner or source.deleted_at is not None:
             raise NotFound(f"No video found with id '{text}'", param=param)
     if source.kind != "video":
@@ -164,11 +167,7 @@ async def plan_character_job(
     model = _model(fields.get("model"))
     job_id = new_character_id()
     found = next(((name, fields[name]) for name in VIDEO_FIELDS if _present(fields.get(name))), None)
-    if found is not None:
-        source = await video_source(found[1], found[0], job_id, resources)
-    elif _present(fields.get("from_task")):
-        source = await task_source(fields["from_task"], "from_task", owner, resources)
-    else:
+    if found is None and not _present(fields.get("from_task")):
         raise InvalidParam(
             "A character needs a source: 'video' (an MP4 file or base64), 'video_base64', 'url' "
             "or 'from_task' (one of your video ids or its gen_… id)",
@@ -176,6 +175,10 @@ async def plan_character_job(
             code="missing_required_parameter",
         )
     await ensure_capable(resources, "character", requires_pro=False)
+    if found is not None:  # staged last, so a refused request leaves nothing behind
+        source = await video_source(found[1], found[0], job_id, resources)
+    else:
+        source = await task_source(fields["from_task"], "from_task", owner, resources)
     job = character_job(
         job_id=job_id, owner=owner, model=model, params={**options, **source}, resources=resources
     )
@@ -198,11 +201,14 @@ async def plan_video_character(fields: dict[str, Any], video: Job, resources: Re
     if isinstance(options, str):  # a multipart field
         try:
             options = msgspec.json.decode(options)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise InvalidParam(
                 "'character_options' must be a JSON object", param="character_options"
             ) from None
-    options = dict(options) if isinstance(options, dict) else {}
+    if options is not None and not isinstance(options, dict):
+        raise InvalidParam("'character_options' must be a JSON object", param="character_options")
+    options = dict(options or {})
+    refuse_nul({"character_options": options})
     timestamps_param = "character_options"
     if _present(fields.get("character_timestamps")):
         options["timestamps"] = fields["character_timestamps"]
@@ -220,9 +226,12 @@ async def plan_video_character(fields: dict[str, Any], video: Job, resources: Re
     checked = character_options(options, timestamps_param=timestamps_param)
     job_id = new_character_id()
     owner, pinned = video.owner, video.params.get("sticky_account_id")
+    # A video waits for its character on the account that makes it: one needing Pro needs it for both.
+    requires_pro = not create_after and bool(video.params.get("requires_pro"))
+    await ensure_capable(resources, "character", requires_pro=requires_pro)
     if create_after:
         source: dict[str, Any] = {"after_job": video.id}
-    elif asked[0] == "character_url":
+    elif asked[0] == "character_url":  # staged last, so a refused request leaves nothing behind
         source = await video_source(fields["character_url"], "character_url", job_id, resources)
         if pinned is not None:  # the video must run on that account, so the character is made there too
             source["sticky_account_id"] = pinned
@@ -235,9 +244,7 @@ async def plan_video_character(fields: dict[str, Any], video: Job, resources: Re
             )
     if not create_after:
         source["then_job"] = video.id
-        # The video runs where the character is made; a video that needs Pro needs a Pro account for both.
-        source["requires_pro"] = bool(video.params.get("requires_pro"))
-    await ensure_capable(resources, "character", requires_pro=bool(source.get("requires_pro")))
+        source["requires_pro"] = requires_pro
     return character_job(
         job_id=job_id,
         owner=owner,

@@ -89,9 +89,37 @@ def storage_unavailable(request: Request, exc: Exception) -> Response:
     return response
 
 
+def _unstorable(exc: Exception) -> str | None:
+    """The SQLSTATE when Postgres refused a value as data (class 22: a NUL character in text, a number out
+    of its column's range, …) or as too large to index (54000). Such a value came from the request, and
+    the transaction is rolled back: the client's mistake, never a server fault."""
+    state = getattr(exc.orig, "sqlstate", None) if isinstance(exc, DBAPIError) else None
+    return state if isinstance(state, str) and (state.startswith("22") or state == "54000") else None
+
+
+def _database_away(exc: DBAPIError) -> bool:
+    """Postgres is shutting down, starting up, out of connections or gone (SQLSTATE classes 08 and 57P,
+    and 53300). SQLAlchemy raises such a refusal at connect time as a bare DBAPIError."""
+    state = getattr(exc.orig, "sqlstate", None)
+    return isinstance(state, str) and (state.startswith(("08", "57P")) or state == "53300")
+
+
 def unexpected(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if isinstance(exc, DBAPIError) and (exc.connection_invalidated or _database_away(exc)):
         return storage_unavailable(request, exc)
+    # Routes check their input first (api.bounds); these two are the net for what slips through.
+    if state := _unstorable(exc):
+        log.warning(
+            "refused a value the database cannot store on %s %s (%s)", request.method, request.url.path, state
+        )
+        return _json(
+            400,
+            "The request holds a value that cannot be stored (a NUL character, or a number out of range)",
+            "invalid_request_error",
+            "invalid_value",
+        )
+    if isinstance(exc, RecursionError) and "deserializ" in str(exc):
+        return _json(400, "The request body is nested too deeply", "invalid_request_error", "invalid_request")
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _json(
         HTTP_500_INTERNAL_SERVER_ERROR,

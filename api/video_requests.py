@@ -9,12 +9,15 @@ checked now and fetched by the worker).
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+import logging
+import re
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
 from litestar.datastructures import UploadFile
 
+from api.bounds import METADATA_MAX_BYTES, refuse_nul, refuse_nul_in_json
 from shared.errors import BadRequest, InvalidParam
 from shared.inputs import InputImage, check_url, decode_inline_image, image_from_bytes
 from shared.jobs import new_job_times, new_video_id
@@ -30,7 +33,9 @@ from shared.prompts import (
 )
 from shared.resources import Resources
 
-MAX_PROMPT_CHARS = 8000
+log = logging.getLogger("api.requests")
+_ERROR_PATH = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
+Typed = TypeVar("Typed", bound=msgspec.Struct)
 # Where a reference image may come from, in order of preference (aliases of the dialects).
 _IMAGE_FIELDS = (
     "input_reference",
@@ -67,6 +72,38 @@ def flag(value: Any, default: bool, param: str = "async_mode") -> bool:
     raise InvalidParam(f"expected a boolean, got {value!r}", param=param)
 
 
+def convert_fields(fields: dict[str, Any], into: type[Typed]) -> Typed:
+    """The known fields of a request, typed; a field of the wrong type (a list, an object, a file where a
+    string belongs) is a 400 naming it rather than being ignored."""
+    try:
+        return msgspec.convert(fields, into, strict=False)
+    except msgspec.ValidationError as exc:
+        match = _ERROR_PATH.search(str(exc))
+        raise InvalidParam(f"Invalid request: {exc}", param=match.group(1) if match else None) from None
+
+
+def check_prompt(value: str | None, resources: Resources) -> str:
+    prompt = (value or "").strip()
+    if not prompt:
+        raise InvalidParam("'prompt' is required", param="prompt", code="missing_required_parameter")
+    limit = resources.settings.prompt_max_chars
+    if len(prompt) > limit:
+        raise InvalidParam(
+            f"'prompt' is longer than {limit} characters", param="prompt", code="prompt_too_long"
+        )
+    return prompt
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> None:
+    if metadata is None:
+        return
+    refuse_nul({"metadata": metadata})
+    if len(msgspec.json.encode(metadata)) > METADATA_MAX_BYTES:
+        raise InvalidParam(
+            f"'metadata' is larger than {METADATA_MAX_BYTES // 1024} KiB as JSON", param="metadata"
+        )
+
+
 class VideoCreate(msgspec.Struct):
     """Lenient on input: strings or numbers, aliases, and unknown fields ignored."""
 
@@ -89,10 +126,14 @@ _ASPECT = {"16:9": "landscape", "9:16": "portrait"}
 async def read_fields(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form()
+        try:
+            form = await request.form()
+        except (ValueError, LookupError):  # a part in an unknown charset, or not in the one it names
+            raise BadRequest("The form body could not be read: a field is not valid text") from None
         fields: dict[str, Any] = {}
         for key, value in form.multi_items():
             fields.setdefault(key, value)
+        refuse_nul({key: value for key, value in fields.items() if isinstance(value, str)})
         return fields
     raw = await request.body()
     if not raw.strip():
@@ -101,8 +142,11 @@ async def read_fields(request: Request) -> dict[str, Any]:
         decoded = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         raise BadRequest("The request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("The request body is nested too deeply") from None
     if not isinstance(decoded, dict):
         raise BadRequest("The request body must be a JSON object")
+    refuse_nul_in_json(raw, decoded)
     return decoded
 
 
@@ -152,6 +196,15 @@ async def stage_image(resources: Resources, job_id: str, image: InputImage) -> d
     return {"key": key, "content_type": image.content_type}
 
 
+async def discard_inputs(resources: Resources, *ids: str) -> None:
+    """Removes what was staged for jobs that will not be stored (a refused or repeated create)."""
+    for staged in filter(None, ids):
+        try:
+            await resources.storage.delete_prefix(f"inputs/{staged}")
+        except Exception:
+            log.warning("could not remove the staged inputs of %s", staged, exc_info=True)
+
+
 async def ensure_capable(resources: Resources, kind: str, *, requires_pro: bool) -> None:
     """Refuses at once what no account could ever make, rather than queueing it until its deadline."""
     if await resources.pool.any_capable(kind, requires_pro=requires_pro):
@@ -172,22 +225,16 @@ async def plan_video_job(
     remix_of: Job | None = None,
     remix_target: str | None = None,
 ) -> Job:
-    scalars = {k: v for k, v in fields.items() if isinstance(v, str | int | float | bool | dict) or v is None}
-    if isinstance(scalars.get("metadata"), str):
+    known = {name: fields[name] for name in VideoCreate.__struct_fields__ if name in fields}
+    if isinstance(known.get("metadata"), str):  # a multipart field
         try:
-            scalars["metadata"] = msgspec.json.decode(scalars["metadata"])
-        except msgspec.DecodeError:
+            known["metadata"] = msgspec.json.decode(known["metadata"])
+        except (msgspec.DecodeError, RecursionError):
             raise InvalidParam("'metadata' must be a JSON object", param="metadata") from None
-    try:
-        request = msgspec.convert(scalars, VideoCreate, strict=False)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"Invalid request: {exc}") from None
+    request = convert_fields(known, VideoCreate)
+    check_metadata(request.metadata)
 
-    prompt = (request.prompt or "").strip()
-    if not prompt:
-        raise InvalidParam("'prompt' is required", param="prompt", code="missing_required_parameter")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise InvalidParam(f"'prompt' is longer than {MAX_PROMPT_CHARS} characters", param="prompt")
+    prompt = check_prompt(request.prompt, resources)
 
     model = (request.model or "sora-2").strip()
     spec = parse_model(model)
@@ -243,11 +290,7 @@ async def plan_video_job(
         elif is_storyboard(text):
             params.update(operation="storyboard", upstream_size="small", upstream_model="sy_8")
             text = rewrite_storyboard(text)
-        if params["operation"] == "create":
-            reference = await reference_image(fields, job_id, resources)
-            if reference is not None:
-                params["input_image"] = reference
-        elif _image_source(fields) is not None:
+        if params["operation"] != "create" and _image_source(fields) is not None:
             raise InvalidParam(
                 "A reference image cannot be combined with a remix or a storyboard", param="input_reference"
             )
@@ -256,6 +299,11 @@ async def plan_video_job(
     params["watermark_free"] = not flag(
         fields.get("watermark"), default=not resources.settings.watermark_free, param="watermark"
     )
+    # Last, so a refused request leaves nothing staged behind.
+    if params["operation"] == "create":
+        reference = await reference_image(fields, job_id, resources)
+        if reference is not None:
+            params["input_image"] = reference
 
     return Job(
         id=job_id,

@@ -10,20 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from typing import Any
 
 import anyio
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from shared.errors import NotFound
 from shared.events import JobEvent, decode, event_for
+from shared.metrics import SSE_STREAMS
 from shared.resources import Resources
+
+log = logging.getLogger("api.watch")
+
+
+# Told to every follower when the pub/sub connection is back after a loss: events sent meanwhile are gone,
+# so it reads the job again. Events are JSON objects, so this can never be one.
+RESYNC = b"resync"
+_LOST_RETRY_S = 0.5
 
 
 class SerializedPubSubBackend(RedisChannelsPubSubBackend):
-    """One subscribe or unsubscribe at a time on the shared pub/sub connection.
+    """One subscribe or unsubscribe at a time on the shared pub/sub connection, and a listener that
+    outlives a Redis restart.
 
     redis-py's PubSub opens its connection lazily and without a lock: concurrent first
     subscribes each open one, only the last is read, and the others' events are lost.
@@ -45,6 +58,40 @@ class SerializedPubSubBackend(RedisChannelsPubSubBackend):
     async def unsubscribe(self, channels: Iterable[str]) -> None:
         async with self._lock():
             await super().unsubscribe(channels)
+
+    def _live_channels(self) -> set[bytes]:
+        return set(self._pub_sub.channels.keys() - self._pub_sub.pending_unsubscribe_channels)
+
+    async def stream_events(self) -> AsyncGenerator[tuple[str, Any], None]:
+        """The plugin's one listener (the base class's, which ends for good at the first connection error).
+
+        While Redis is away it keeps trying; redis-py reconnects and subscribes again to every channel.
+        Then every follower gets ``RESYNC``, since what was published meanwhile is lost.
+        """
+        lost = False
+        while True:
+            await self._has_subscribed.wait()
+            try:
+                message = await self._pub_sub.get_message(
+                    ignore_subscribe_messages=True, timeout=self._stream_sleep_no_subscriptions
+                )
+            except (RedisError, OSError) as exc:
+                if not lost:
+                    log.warning("pub/sub connection lost (%s); reconnecting", type(exc).__name__)
+                lost = True
+                await asyncio.sleep(_LOST_RETRY_S)
+                continue
+            if lost:
+                lost = False
+                log.info("pub/sub connection back; followers read their jobs again")
+                for channel in self._live_channels():
+                    yield channel.decode(), RESYNC
+            if message is None:
+                continue
+            channel: str = message["channel"].decode()
+            # Unsubscribing is queued by redis: a message can still come for a channel just left.
+            if channel.encode() in self._live_channels():
+                yield channel, message["data"]
 
 
 def channels_plugin(redis: Redis) -> ChannelsPlugin:
@@ -79,7 +126,13 @@ async def follow(
         if snapshot.terminal:
             return
         async for raw in subscriber.iter_events():
-            event = decode(raw)
+            if raw == RESYNC:
+                current = await resources.jobs.get(job_id)
+                if current is None:
+                    return
+                event = event_for(current)
+            else:
+                event = decode(raw)
             if event.seq <= last:
                 continue
             last = event.seq
@@ -93,10 +146,17 @@ async def follow(
             await channels.unsubscribe(subscriber)
 
 
-async def with_heartbeat(events: AsyncIterator[JobEvent], every_s: float) -> AsyncIterator[JobEvent | None]:
-    """Yields None whenever ``every_s`` passes without an event (for SSE keep-alive comments)."""
+async def with_heartbeat(
+    events: AsyncIterator[JobEvent], every_s: float, *, stream: str
+) -> AsyncIterator[JobEvent | None]:
+    """Yields None whenever ``every_s`` passes without an event (for SSE keep-alive comments).
+
+    Every SSE stream runs through here, so here it is counted as open (``stream`` names its kind).
+    """
     iterator = aiter(events)
     pending: asyncio.Future[JobEvent] | None = None
+    open_streams = SSE_STREAMS.labels(stream)
+    open_streams.inc()
     try:
         while True:
             if pending is None:
@@ -112,6 +172,7 @@ async def with_heartbeat(events: AsyncIterator[JobEvent], every_s: float) -> Asy
                 return
             yield event
     finally:
+        open_streams.dec()
         if pending is not None:
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):

@@ -7,6 +7,7 @@ Every change bumps ``seq``, the version subscribers order events by.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -21,6 +22,8 @@ from shared.models import Job, JobState
 from shared.timeutil import utcnow
 
 JOB_ID_PREFIXES = ("video_", "img_", "char_")
+# What every job id looks like (new_*_id); anything else names no job and is not looked up.
+JOB_ID = re.compile(r"(?:video|img|char)_[0-9a-f]{32}")
 
 
 def new_video_id() -> str:
@@ -296,6 +299,18 @@ class JobRepo:
                 sa.select(sa.func.count()).where(Job.kind == kind, Job.state.in_(JobState.ACTIVE))
             )
             return int(result.scalar_one())
+
+    async def holding_slots(self) -> set[tuple[str, int, str]]:
+        """``(job_id, account_id, kind)`` of every job that occupies an account slot now: submitting and
+        running jobs, and characters until they are finalized."""
+        holds = sa.or_(
+            Job.state.in_(JobState.ACTIVE), sa.and_(Job.kind == "character", Job.state == JobState.FINALIZING)
+        )
+        async with self._sessions() as session:
+            result = await session.execute(
+                sa.select(Job.id, Job.account_id, Job.kind).where(holds, Job.account_id.is_not(None))
+            )
+            return {(row[0], row[1], row[2]) for row in result.all()}
 
     async def task_ids_known(self, task_ids: Sequence[str]) -> set[str]:
         if not task_ids:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 from celery import Celery
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db import create_engine, create_sessionmaker
@@ -23,7 +26,19 @@ from shared.queue import Enqueuer
 from shared.secrets import SecretBox
 from shared.settings import Settings
 from shared.sora.client import SoraClient
-from shared.storage import LocalStorage
+from shared.storage import Storage, create_storage
+
+
+def redis_client(url: str, **options: object) -> Redis:
+    """A Redis client that reconnects after a Redis restart: a pooled connection the server closed fails
+    once, and the command is sent again on a new one instead of failing the step that sent it."""
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+        retry_on_error=[RedisConnectionError],
+        **options,  # type: ignore[arg-type]
+    )
 
 
 @dataclass
@@ -38,7 +53,7 @@ class Resources:
     pool: Pool
     publisher: Publisher
     sora: SoraClient
-    storage: LocalStorage
+    storage: Storage
     enqueue: Enqueuer
     # Signs download links (Video.data[].url).
     url_key: str
@@ -47,7 +62,7 @@ class Resources:
     def build(cls, settings: Settings, celery: Celery, *, db_pool_size: int) -> Resources:
         engine = create_engine(settings, pool_size=db_pool_size)
         sessions = create_sessionmaker(engine)
-        redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        redis = redis_client(settings.redis_url, socket_timeout=10)
         keys = Keys(settings.redis_prefix)
         box = SecretBox(settings.encryption_key)
         return cls(
@@ -61,7 +76,7 @@ class Resources:
             pool=Pool(sessions, Leases(redis, keys, settings.lease_ttl_s), box),
             publisher=Publisher(redis, keys),
             sora=SoraClient(settings),
-            storage=LocalStorage(settings.media_dir),
+            storage=create_storage(settings),
             enqueue=Enqueuer(celery),
             url_key=settings.url_signing_key
             or hashlib.sha256(b"download-urls:" + settings.encryption_key.encode()).hexdigest(),
@@ -69,5 +84,6 @@ class Resources:
 
     async def aclose(self) -> None:
         await self.sora.aclose()
+        await self.storage.aclose()
         await self.redis.aclose()
         await self.engine.dispose()

@@ -6,6 +6,19 @@ from typing import Literal
 
 import msgspec
 
+# API contract §1: phrases that make NewAPI or OneAPI disable a channel; never in a message we answer.
+CHANNEL_KILLING_PHRASES = (
+    "credit",
+    "balance",
+    "quota",
+    "permission denied",
+    "violation of our policies",
+    "organization has been disabled",
+    "api key not valid",
+    "api key expired",
+    "your access was terminated",
+)
+
 
 class StrictError(msgspec.Struct, forbid_unknown_fields=True):
     message: str

@@ -15,10 +15,11 @@ from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
+from api import bounds
 from api.auth import client_guard
 from api.character_requests import plan_character_job
 from api.schemas import CharacterList, CharacterObject, character_of, character_of_row
-from api.video_requests import flag, read_fields
+from api.video_requests import discard_inputs, flag, read_fields
 from api.watch import wait_until_done
 from shared.characters import CharacterRepo
 from shared.errors import Conflict
@@ -32,11 +33,15 @@ async def submit_character(
     request: Request, services: Resources, channels: ChannelsPlugin, fields: dict[str, Any]
 ) -> Job:
     """Stores and enqueues a character job; ``async_mode=false`` holds the request until it ends."""
-    idempotency_key = request.headers.get("idempotency-key") or None
+    idempotency_key = bounds.idempotency_key(request)
+    # Checked before anything is stored: a committed create is never answered with an error.
+    hold = not flag(fields.get("async_mode"), default=True)
     job = await plan_character_job(
         fields, owner=request.state.owner, idempotency_key=idempotency_key, resources=services
     )
     stored, created = await services.jobs.insert(job)
+    if not created:
+        await discard_inputs(services, job.id)  # a repeated create: the stored job has its own video
     if not created and stored.request_hash != job.request_hash:
         raise Conflict(
             "This Idempotency-Key was already used with a different request",
@@ -48,7 +53,7 @@ async def submit_character(
             await asyncio.to_thread(services.enqueue.submit, stored.id)
         except Exception:
             log.exception("enqueue of %s failed; the sweeper will retry it", stored.id)
-    if not flag(fields.get("async_mode"), default=True):
+    if hold:
         await wait_until_done(channels, services, stored.id, services.settings.sync_wait_s)
         stored = await services.jobs.get(stored.id) or stored
     return stored

@@ -49,7 +49,9 @@ class ChatController(Controller):
         channels: NamedDependency[ChannelsPlugin],
     ) -> Response:
         body = await read_fields(request)
-        model = str(body.get("model") or "sora-2")
+        model = _typed(body, "model", str) or "sora-2"
+        response_format = _typed(body, "response_format", dict) or {}
+        stream_options = _typed(body, "stream_options", dict) or {}
         stream = body.get("stream") is True
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         if (
@@ -70,10 +72,10 @@ class ChatController(Controller):
                 job = (await submit_images(request, services, {**fields, "n": 1}))[0]
             else:
                 job = await submit_video(request, services, channels, fields)
-        as_json = (body.get("response_format") or {}).get("type") == "json_object"
+        as_json = response_format.get("type") == "json_object"
         reply = _Reply(job, model, prompt, services, as_json=as_json)
         if stream:
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            include_usage = bool(stream_options.get("include_usage"))
             return Stream(
                 reply.stream(channels, include_usage),
                 media_type="text/event-stream",
@@ -81,6 +83,16 @@ class ChatController(Controller):
             )
         await wait_until_done(channels, services, job.id, services.settings.sync_wait_s)
         return Response(reply.completion(await services.jobs.get(job.id) or job))
+
+
+def _typed(body: dict[str, Any], name: str, kind: type) -> Any:
+    """An optional field that must have one type when present (``model`` a string, ``stream_options`` an
+    object, …)."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, kind):
+        expected = "a string" if kind is str else "an object"
+        raise InvalidParam(f"'{name}' must be {expected}", param=name)
+    return value
 
 
 def _message_parts(body: dict[str, Any]) -> tuple[list[str], Any, Any]:
@@ -271,7 +283,7 @@ class _Reply:
     async def stream(self, channels: ChannelsPlugin, include_usage: bool) -> AsyncIterator[bytes]:
         first = True
         events = follow(channels, self.services, self.job.id)
-        async for event in with_heartbeat(events, self.services.settings.sse_keepalive_s):
+        async for event in with_heartbeat(events, self.services.settings.sse_keepalive_s, stream="chat"):
             if event is None:
                 yield b": keep-alive\n\n"
                 continue

@@ -15,11 +15,20 @@ from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from sqlalchemy.exc import IntegrityError
 
+from api import bounds
 from api.auth import client_guard
 from api.schemas import content_url
-from api.video_requests import ensure_capable, fingerprint, read_fields, reference_image
+from api.video_requests import (
+    check_prompt,
+    convert_fields,
+    discard_inputs,
+    ensure_capable,
+    fingerprint,
+    read_fields,
+    reference_image,
+)
 from api.watch import wait_until_done
-from shared.errors import BadRequest, Conflict, GatewayError, InvalidParam
+from shared.errors import Conflict, GatewayError, InvalidParam
 from shared.jobs import new_image_id, new_job_times
 from shared.modelids import parse_model, resolve_image_params
 from shared.models import Job, JobState
@@ -27,7 +36,6 @@ from shared.prompts import extract_style
 from shared.resources import Resources
 
 log = logging.getLogger("api.images")
-MAX_PROMPT_CHARS = 8000
 
 
 class ImageRequest(msgspec.Struct):
@@ -101,14 +109,11 @@ async def submit_images(
     request: Request, services: Resources, fields: dict[str, Any], *, needs_image: bool = False
 ) -> list[Job]:
     """Stores one job per picture (one group) and enqueues them; a repeated Idempotency-Key returns those."""
-    scalars = {k: v for k, v in fields.items() if isinstance(v, str | int | float) or v is None}
-    try:
-        parsed = msgspec.convert(scalars, ImageRequest, strict=False)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"Invalid request: {exc}") from None
+    known = {name: fields[name] for name in ImageRequest.__struct_fields__ if name in fields}
+    parsed = convert_fields(known, ImageRequest)
+    idempotency_key = bounds.idempotency_key(request)
     jobs = await _plan(fields, parsed, request, services, needs_image=needs_image)
 
-    idempotency_key = request.headers.get("idempotency-key") or None
     first = jobs[0]
     first.idempotency_key = idempotency_key
     first.request_hash = fingerprint(fields) if idempotency_key else None
@@ -117,6 +122,8 @@ async def submit_images(
     except IntegrityError:
         if idempotency_key is None:
             raise
+        if first.group_id:
+            await discard_inputs(services, first.group_id)  # a repeated create answers the stored jobs
         existing = await services.jobs.by_idempotency_key(request.state.owner, idempotency_key)
         if existing is None or existing.group_id is None:
             raise
@@ -146,11 +153,7 @@ def _response_format(value: Any) -> Literal["url", "b64_json"]:
 async def _plan(
     fields: dict[str, Any], parsed: ImageRequest, request: Request, services: Resources, *, needs_image: bool
 ) -> list[Job]:
-    prompt = (parsed.prompt or "").strip()
-    if not prompt:
-        raise InvalidParam("'prompt' is required", param="prompt", code="missing_required_parameter")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise InvalidParam(f"'prompt' is longer than {MAX_PROMPT_CHARS} characters", param="prompt")
+    prompt = check_prompt(parsed.prompt, services)
     try:
         n = int(parsed.n) if parsed.n not in (None, "") else 1
     except (TypeError, ValueError):

@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from api.auth import KeyCache, admin_guard
+from api.bounds import check_text, row_id
 from shared.errors import InvalidParam, NotFound
 from shared.models import ApiKey
 from shared.resources import Resources
@@ -61,6 +62,51 @@ def _out(row: ApiKey, key: str | None = None) -> KeyOut:
     )
 
 
+# What these routes do, also called by the console (api/routes/console.py).
+
+
+async def create_key(services: Resources, data: KeyIn) -> KeyOut:
+    if data.label is not None and len(data.label) > MAX_LABEL:
+        raise InvalidParam(f"'label' is at most {MAX_LABEL} characters", param="label")
+    check_text(data.label, "label")
+    if data.rate_limit is not None and not 1 <= data.rate_limit <= MAX_RATE_LIMIT:
+        raise InvalidParam(
+            f"'rate_limit' must be 1 to {MAX_RATE_LIMIT} requests per minute, or null", param="rate_limit"
+        )
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(key_hash=token_hash(key), prefix=key[:12], label=data.label, rate_limit=data.rate_limit)
+    async with services.sessions() as session:
+        session.add(row)
+        await session.commit()
+        await session.refresh(row)
+    return _out(row, key)
+
+
+async def all_keys(services: Resources) -> KeyList:
+    async with services.sessions() as session:
+        result = await session.execute(sa.select(ApiKey).order_by(ApiKey.id))
+        return KeyList(data=[_out(row) for row in result.scalars().all()])
+
+
+async def revoke_key(services: Resources, cache: KeyCache, key_id: int) -> KeyOut:
+    if not row_id(key_id):
+        raise NotFound(f"No API key with id {key_id}")
+    async with services.sessions() as session:
+        result = await session.execute(
+            sa.update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .values(revoked_at=sa.func.coalesce(ApiKey.revoked_at, utcnow()))
+            .returning(ApiKey)
+            .execution_options(synchronize_session=False)
+        )
+        row = result.scalars().one_or_none()
+        await session.commit()
+    if row is None:
+        raise NotFound(f"No API key with id {key_id}")
+    cache.forget()  # this process stops accepting it at once; others within a few seconds
+    return _out(row)
+
+
 class KeyController(Controller):
     path = "/api/keys"
     guards = [admin_guard]
@@ -68,42 +114,14 @@ class KeyController(Controller):
 
     @post("", operation_id="createKey", status_code=200)
     async def create(self, data: JSONBody[KeyIn], services: NamedDependency[Resources]) -> KeyOut:
-        if data.label is not None and len(data.label) > MAX_LABEL:
-            raise InvalidParam(f"'label' is at most {MAX_LABEL} characters", param="label")
-        if data.rate_limit is not None and not 1 <= data.rate_limit <= MAX_RATE_LIMIT:
-            raise InvalidParam(
-                f"'rate_limit' must be 1 to {MAX_RATE_LIMIT} requests per minute, or null", param="rate_limit"
-            )
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
-        row = ApiKey(key_hash=token_hash(key), prefix=key[:12], label=data.label, rate_limit=data.rate_limit)
-        async with services.sessions() as session:
-            session.add(row)
-            await session.commit()
-            await session.refresh(row)
-        return _out(row, key)
+        return await create_key(services, data)
 
     @get("", operation_id="listKeys")
     async def list_keys(self, services: NamedDependency[Resources]) -> KeyList:
-        async with services.sessions() as session:
-            result = await session.execute(sa.select(ApiKey).order_by(ApiKey.id))
-            return KeyList(data=[_out(row) for row in result.scalars().all()])
+        return await all_keys(services)
 
     @delete("/{key_id:int}", operation_id="revokeKey", status_code=200)
     async def revoke(
         self, key_id: FromPath[int], request: Request, services: NamedDependency[Resources]
     ) -> KeyOut:
-        async with services.sessions() as session:
-            result = await session.execute(
-                sa.update(ApiKey)
-                .where(ApiKey.id == key_id)
-                .values(revoked_at=sa.func.coalesce(ApiKey.revoked_at, utcnow()))
-                .returning(ApiKey)
-                .execution_options(synchronize_session=False)
-            )
-            row = result.scalars().one_or_none()
-            await session.commit()
-        if row is None:
-            raise NotFound(f"No API key with id {key_id}")
-        cache: KeyCache = request.app.state.key_cache
-        cache.forget()  # this process stops accepting it at once; others within a few seconds
-        return _out(row)
+        return await revoke_key(services, request.app.state.key_cache, key_id)

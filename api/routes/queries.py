@@ -20,6 +20,7 @@ from litestar.params import FromPath, QueryParameter
 from redis.exceptions import RedisError
 
 from api.auth import client_guard
+from api.bounds import row_id
 from api.query_views import (
     FeedPage,
     InviteAnswer,
@@ -89,7 +90,7 @@ def _token_id(raw: str | None) -> int | None:
         value = int(raw.strip())
     except ValueError:
         value = 0
-    if value < 1:
+    if not row_id(value):
         raise InvalidParam("'token_id' must be a positive integer account id", param="token_id")
     return value
 
@@ -111,6 +112,8 @@ def _text(raw: str | None, name: str, *, required: bool) -> str | None:
         return None
     if len(value) > _MAX_TEXT:
         raise InvalidParam(f"'{name}' is longer than {_MAX_TEXT} characters", param=name)
+    if not value.isprintable():
+        raise InvalidParam(f"'{name}' holds control characters", param=name)
     return value
 
 

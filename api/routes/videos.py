@@ -16,14 +16,15 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
+from api import bounds
 from api.auth import client_guard
 from api.character_requests import plan_video_character
 from api.schemas import Task, Video, VideoDeleted, VideoList, task_of, video_of
-from api.video_requests import flag, plan_video_job, read_fields
+from api.video_requests import discard_inputs, flag, plan_video_job, read_fields
 from api.watch import follow, wait_until_done, with_heartbeat
-from shared.errors import Conflict, InvalidParam, NotFound
+from shared.errors import Conflict, GatewayError, InvalidParam, NotFound
 from shared.events import encode as encode_event
-from shared.jobs import JOB_ID_PREFIXES
+from shared.jobs import JOB_ID
 from shared.models import Job, JobState
 from shared.resources import Resources
 
@@ -39,7 +40,7 @@ MEDIA_KINDS = ("video", "image")
 async def _own_job(
     services: Resources, job_id: str, owner: str, kinds: tuple[str, ...] | None = MEDIA_KINDS
 ) -> Job:
-    job = await services.jobs.get(job_id) if job_id.startswith(JOB_ID_PREFIXES) else None
+    job = await services.jobs.get(job_id) if JOB_ID.fullmatch(job_id) else None
     if (
         job is None
         or job.owner != owner
@@ -70,7 +71,9 @@ async def submit_video(
     remix_of: Job | None = None,
     remix_target: str | None = None,
 ) -> Job:
-    idempotency_key = request.headers.get("idempotency-key") or None
+    idempotency_key = bounds.idempotency_key(request)
+    # Checked before anything is stored: a committed create is never answered with an error.
+    hold = not flag(fields.get("async_mode"), default=True)
     job = await plan_video_job(
         fields,
         owner=request.state.owner,
@@ -79,10 +82,17 @@ async def submit_video(
         remix_of=remix_of,
         remix_target=remix_target,
     )
-    character = await plan_video_character(fields, job, services)
+    try:
+        character = await plan_video_character(fields, job, services)
+    except GatewayError:
+        await discard_inputs(services, job.id)
+        raise
     if character is not None:
         _chain(job, character, services.settings.job_deadline_s)
     stored, created = await services.jobs.insert(job)
+    if not created:
+        # A repeated create answers the stored job: what this one staged is not needed.
+        await discard_inputs(services, job.id, *([character.id] if character is not None else []))
     if not created and stored.request_hash != job.request_hash:
         raise Conflict(
             "This Idempotency-Key was already used with a different request",
@@ -99,7 +109,7 @@ async def submit_video(
             except Exception:
                 # The row is committed: the sweeper sends the job again, so the client still gets its 200.
                 log.exception("enqueue of %s failed; the sweeper will retry it", job_id)
-    if not flag(fields.get("async_mode"), default=True):
+    if hold:
         await wait_until_done(channels, services, stored.id, services.settings.sync_wait_s)
         stored = await services.jobs.get(stored.id) or stored
     return stored
@@ -180,6 +190,7 @@ class VideoController(Controller):
             )
         await services.jobs.mark_deleted(job.id)
         await services.storage.delete_prefix(f"{job.kind}s/{job.id}")
+        await services.storage.delete_prefix(f"inputs/{job.id}")
         return VideoDeleted(id=job.id)
 
     @get("/{video_id:str}/events", operation_id="videoEvents")
@@ -201,7 +212,8 @@ class VideoController(Controller):
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
             events = follow(channels, services, job.id, after_seq=after)
-            async for event in with_heartbeat(events, services.settings.sse_keepalive_s):
+            keepalive_s = services.settings.sse_keepalive_s
+            async for event in with_heartbeat(events, keepalive_s, stream="video_events"):
                 if event is None:
                     yield ServerSentEventMessage(comment="keep-alive")
                 else:

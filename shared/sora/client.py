@@ -6,6 +6,8 @@ Every non-2xx answer and every transport failure is raised as a typed
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +16,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import msgspec
 
+from shared import metrics
 from shared.settings import Settings
 from shared.sora import errors
 from shared.sora.sentinel import SentinelProvider, build_provider
@@ -82,22 +85,46 @@ class SoraClient:
             timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
         )
 
-    @staticmethod
-    async def _exchange(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
+    async def _exchange(self, client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
         """One request: typed errors for failures, the decoded JSON (or None when empty) for successes."""
+        route = self.route_of(url)
+        started = time.perf_counter()
+        status: int | None = None
         try:
-            response = await client.request(method, url, **kwargs)
-        except httpx.TransportError as exc:
-            raise errors.classify_transport(exc) from exc
-        if response.status_code >= 400:
-            raise errors.classify(response.status_code, response.headers, response.content)
-        if not response.content:
-            return None
-        try:
-            return msgspec.json.decode(response.content)
-        except msgspec.DecodeError:
-            # A 2xx that is not JSON is a proxy or challenge page: treat it as a bad gateway.
-            raise errors.classify(502, response.headers, response.content) from None
+            try:
+                response = await client.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                raise errors.classify_transport(exc) from exc
+            status = response.status_code
+            if response.status_code >= 400:
+                raise errors.classify(response.status_code, response.headers, response.content)
+            if not response.content:
+                answer = None
+            else:
+                try:
+                    answer = msgspec.json.decode(response.content)
+                except msgspec.DecodeError:
+                    # A 2xx that is not JSON is a proxy or challenge page: treat it as a bad gateway.
+                    raise errors.classify(502, response.headers, response.content) from None
+        except errors.UpstreamError as exc:
+            _observe(route, status, exc.error_class, started)
+            raise
+        _observe(route, status, "ok", started)
+        return answer
+
+    def route_of(self, url: str) -> str:
+        """The metrics label of a URL we call: its route template, never an id or a query string."""
+        path = urlsplit(url).path
+        bases = (
+            (self._backend, ""),
+            (self._settings.sora_web_url.rstrip("/"), ""),
+            (self._settings.openai_auth_url.rstrip("/"), ""),
+            (self._settings.watermark_parser_url.rstrip("/"), "parser:"),
+        )
+        for base, label in bases:
+            if base and url.startswith(base + "/"):
+                return label + route_template(url[len(base) :].split("?", 1)[0])
+        return "other:" + route_template(path)
 
     # Account information -------------------------------------------------------
 
@@ -395,12 +422,17 @@ class SoraClient:
     async def media(self, url: str, *, max_bytes: int) -> AsyncIterator[AsyncIterator[bytes]]:
         """Streams a signed media URL exactly as given, without our Authorization header."""
         self.check_media_url(url)
+        started = time.perf_counter()
         try:
             async with self._client(None).stream(
                 "GET", url, timeout=httpx.Timeout(120.0, connect=15.0)
             ) as resp:
                 if resp.status_code >= 400:
-                    raise errors.classify(resp.status_code, resp.headers, await resp.aread())
+                    error = errors.classify(resp.status_code, resp.headers, await resp.aread())
+                    _observe("media", resp.status_code, error.error_class, started)
+                    raise error
+                # Until the answer starts: the download itself takes as long as the file is big.
+                _observe("media", resp.status_code, "ok", started)
 
                 async def chunks() -> AsyncIterator[bytes]:
                     seen = 0
@@ -412,7 +444,40 @@ class SoraClient:
 
                 yield chunks()
         except httpx.TransportError as exc:
-            raise errors.classify_transport(exc) from exc
+            error = errors.classify_transport(exc)
+            _observe("media", None, error.error_class, started)
+            raise error from exc
+
+
+# Backend paths that carry an id, as templates (the rest are fixed paths and are their own template).
+_DYNAMIC_ROUTES = tuple(
+    (re.compile(pattern), template)
+    for pattern, template in (
+        (
+            r"^/project_y/profile/drafts/[^/]+/long_video_extension$",
+            "/project_y/profile/drafts/{id}/long_video_extension",
+        ),
+        (r"^/project_y/post/[^/]+$", "/project_y/post/{id}"),
+        (r"^/project_y/profile_feed/[^/]+$", "/project_y/profile_feed/{id}"),
+        (r"^/project_y/profile/username/(?!check$)[^/]+$", "/project_y/profile/username/{username}"),
+        (r"^/project_y/cameos/in_progress/[^/]+$", "/project_y/cameos/in_progress/{id}"),
+        (r"^/project_y/cameos/by_id/[^/]+/update_v2$", "/project_y/cameos/by_id/{id}/update_v2"),
+    )
+)
+# A path segment that looks like an id (has a digit and is long, or has an id prefix) in a path not above.
+_ID_SEGMENT = re.compile(r"^(?=.*\d)[\w.~-]{12,}$|^(?:s|gen|task|cameo|ch|user|file|acct)[_-][\w-]+$")
+
+
+def route_template(path: str) -> str:
+    for pattern, template in _DYNAMIC_ROUTES:
+        if pattern.match(path):
+            return template
+    return "/".join("{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/"))
+
+
+def _observe(route: str, status: int | None, outcome: str, started: float) -> None:
+    metrics.UPSTREAM_REQUESTS.labels(route, metrics.status_class(status), outcome).inc()
+    metrics.UPSTREAM_DURATION.labels(route).observe(time.perf_counter() - started)
 
 
 def _page(limit: int, cursor: str | None, **params: Any) -> dict[str, Any]:

@@ -26,7 +26,8 @@ import msgspec
 
 class Reaction(enum.StrEnum):
     RETRY = "retry"
-    """Same account, after a capped backoff."""
+    """Again after a capped backoff with jitter: on the same account when the request may have been acted
+    on (``maybe_processed``: its pending list is read before another create), else on any account."""
     ROTATE = "rotate"
     """Re-run on another account, excluding this one."""
     COOLDOWN = "cooldown"
@@ -97,26 +98,31 @@ class UpstreamError(Exception):
 
 
 class CloudflareChallenge(UpstreamError):
-    """The egress IP got a browser challenge; the account is innocent."""
+    """The egress IP got a browser challenge; the account is innocent: never counted, cooled or disabled.
 
-    reaction = Reaction.COOLDOWN
+    The job backs off and tries again (on whichever account, so another egress when accounts have their
+    own proxies); when its attempts run out it fails with its own code.
+    """
+
+    reaction = Reaction.RETRY
     error_class = "cloudflare"
     egress_fault = True
-    account_reason = "cloudflare"
-    default_wait = 120.0
-    public_message = "The upstream service is temporarily unavailable; please retry later."
-    public_code = "upstream_unavailable"
+    default_wait = 15.0
+    public_message = "The upstream's network edge kept challenging our requests; please retry later."
+    public_code = "upstream_challenge"
 
 
 class UnsupportedRegion(UpstreamError):
-    """A property of the egress IP: block this account/egress pair and rotate. ``param`` is the country."""
+    """A property of the egress IP: the account (with its proxy) is disabled with reason ``region`` and the
+    job moves on; it fails when no account is left. ``param`` is the country. Not counted as the account's
+    fault: an operator gives it another proxy and enables it again."""
 
-    reaction = Reaction.ROTATE
+    reaction = Reaction.DISABLE
     error_class = "unsupported_region"
     egress_fault = True
     account_reason = "region"
     public_message = "The request cannot be served from the current upstream region."
-    public_code = "upstream_unavailable"
+    public_code = "unsupported_region"
 
 
 # -- Credentials -----------------------------------------------------------------------
@@ -198,9 +204,10 @@ class AccessForbidden(UpstreamError):
 
 
 class ConcurrencyLimit(UpstreamError):
-    """The account already runs its 3 videos: mark its slots full and go elsewhere."""
+    """The account already runs its 3 videos (some not ours): nobody's fault, never counted. The slot is
+    given back and the job tries again after ``default_wait`` on any account."""
 
-    reaction = Reaction.ROTATE
+    reaction = Reaction.RETRY
     error_class = "concurrency_limit"
     default_wait = 5.0
     public_message = "All upstream capacity is busy; please retry shortly."
@@ -242,12 +249,13 @@ class QuotaExhausted(UpstreamError):
 
 
 class SentinelBlock(UpstreamError):
-    """Drop the cached sentinel token, fetch a fresh one and retry once.
+    """The client drops the sentinel value, fetches a fresh one and retries the call once by itself.
 
-    A second block on the same call cools the account down for ``default_wait`` and rotates.
+    So the engine only sees a second block on the same call: it cools the account down for
+    ``default_wait`` (reason ``sentinel``) and the job moves to another account.
     """
 
-    reaction = Reaction.RETRY
+    reaction = Reaction.COOLDOWN
     error_class = "sentinel_block"
     account_reason = "sentinel"
     default_wait = 600.0
@@ -394,6 +402,31 @@ ALL_ERRORS: tuple[type[UpstreamError], ...] = (
     UpstreamUnreachable,
     UnexpectedResponse,
 )
+
+
+# Phrases that make NewAPI and OneAPI disable a channel (API contract §1): never in a message we answer.
+CHANNEL_KILLING_PHRASES = (
+    "credit",
+    "balance",
+    "quota",
+    "permission denied",
+    "violation of our policies",
+    "organization has been disabled",
+    "api key not valid",
+    "api key expired",
+    "your access was terminated",
+)
+
+
+def public_reason(reason: object, fallback: str) -> str:
+    """Upstream's own words (a task's failure reason) fit to show our clients, else ``fallback``."""
+    if not isinstance(reason, str):
+        return fallback
+    text = _WHITESPACE.sub(" ", reason).strip()[:_MESSAGE_LIMIT]
+    lowered = text.lower()
+    if not text or any(phrase in lowered for phrase in CHANNEL_KILLING_PHRASES):
+        return fallback
+    return text
 
 
 # -- Classification --------------------------------------------------------------------
@@ -608,6 +641,10 @@ def _read_fields(doc: dict[str, Any], parsed: _Body) -> None:
     )
     details = source.get("details", doc.get("details"))
     parsed.num_tasks = isinstance(details, dict) and details.get("num_tasks") is not None
+    if isinstance(details, dict):
+        resets = details.get("access_resets_in_seconds")
+        if isinstance(resets, int | float) and not isinstance(resets, bool) and resets >= 0:
+            parsed.resets_in = float(resets)
 
     balance = doc.get("rate_limit_and_credit_balance", source.get("rate_limit_and_credit_balance"))
     for holder in (balance, source, doc):

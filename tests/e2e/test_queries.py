@@ -17,6 +17,7 @@ import redis
 from tests.e2e.conftest import execute
 from tests.e2e.stack import Stack
 from tests.infra import Services
+from tests.strict import CHANNEL_KILLING_PHRASES as BANNED
 
 pytestmark = pytest.mark.e2e
 
@@ -35,17 +36,6 @@ POST_KEYS = {
 }
 ATTACHMENT_KEYS = {"kind", "url", "downloadable_url", "width", "height", "n_frames", "duration_seconds"}
 AUTHOR_KEYS = {"user_id", "username", "display_name", "profile_picture_url"}
-BANNED = (
-    "credit",
-    "balance",
-    "quota",
-    "permission denied",
-    "violation of our policies",
-    "organization has been disabled",
-    "api key not valid",
-    "api key expired",
-    "your access was terminated",
-)
 
 
 class World:

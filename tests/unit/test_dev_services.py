@@ -83,6 +83,7 @@ def test_environment_wins_over_dotenv_and_defaults_fill_the_rest(tmp_path: Path)
     assert env["FLOWER_PORT"] == "5555"
     assert env["FLOWER_ADDRESS"] == "127.0.0.1"
     assert env["POLL_INTERVAL_S"] == "1"
+    assert env["WORKER_SOFT_SHUTDOWN_TIMEOUT_S"] == "3"  # Ctrl-C stops the worker within the 10 s grace
     assert env["PATH"] == "/bin"
 
 
@@ -97,11 +98,26 @@ def test_defaults_do_not_override(tmp_path: Path) -> None:
         "SIM_PORT": "2",
         "FLOWER_PORT": "3",
         "FLOWER_ADDRESS": "0.0.0.0",
+        "FLOWER_URL": "https://flower.example",
+        "FLOWER_BASIC_AUTH": "me:secret",
+        "WORKER_METRICS_PORT": "0",
         "POLL_INTERVAL_S": "5",
+        "WORKER_SOFT_SHUTDOWN_TIMEOUT_S": "25",
     }
     env = config.with_defaults(given, tmp_path / ".data")
     assert env == given
     assert not (tmp_path / ".data" / "encryption.key").exists()
+
+
+def test_flower_login_is_generated_once_kept_and_shown(tmp_path: Path) -> None:
+    env = config.with_defaults({}, tmp_path / ".data")
+    user, _, password = env["FLOWER_BASIC_AUTH"].partition(":")
+    assert user == "admin" and len(password) >= 16
+    assert config.with_defaults({}, tmp_path / ".data")["FLOWER_BASIC_AUTH"] == env["FLOWER_BASIC_AUTH"]
+    assert (tmp_path / ".data" / "flower.auth").stat().st_mode & 0o077 == 0
+    text = run.try_it_text({**ENV, "FLOWER_BASIC_AUTH": env["FLOWER_BASIC_AUTH"]}, simulator=True)
+    assert f"http://127.0.0.1:5555   (user admin, password {password})" in text
+    assert "http://127.0.0.1:8000/metrics" in text
 
 
 def test_encryption_key_is_generated_once_and_kept(tmp_path: Path) -> None:
@@ -407,6 +423,7 @@ def test_try_it_text_uses_the_real_values() -> None:
     assert "BASE=http://127.0.0.1:8000 KEY=sk-a" in text
     assert '"seconds":"10"' in text
     assert "http://127.0.0.1:8000/schema" in text
+    assert "http://127.0.0.1:8000/console" in text
     assert "http://127.0.0.1:5555" in text
     assert 'OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="sk-a")' in text
     assert "http://127.0.0.1:8765" in text

@@ -26,6 +26,7 @@ from shared.inputs import (
     check_url,
     decode_inline_image,
     fetch_image,
+    fetch_video,
     image_from_bytes,
     is_public_address,
     sniff_image_type,
@@ -39,6 +40,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4 + b"\x00"
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + bytes(64)
 GIF = b"GIF89a" + bytes(64)
 WEBP = b"RIFF" + (68).to_bytes(4, "little") + b"WEBPVP8 " + bytes(64)
+MP4 = (24).to_bytes(4, "big") + b"ftypisom" + bytes(12) + b"\x00\x00\x00\x08mdat"
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:4700::1"
 
@@ -435,6 +437,8 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path
         if path == "/png":
             self.reply(200, PNG, Content_Type="application/octet-stream")
+        elif path == "/mp4":
+            self.reply(200, MP4, Content_Type="video/mp4")
         elif path == "/gif-as-text":
             self.reply(200, GIF, Content_Type="text/plain")
         elif path == "/text":
@@ -799,3 +803,94 @@ async def test_https_certificate_for_another_name_is_fetch_failed(tls_server):
         )
     refusal(exc_info, "fetch_failed")
     assert server.state.requests == []
+
+
+# --- character videos: the same address checks, pinning and caps as images ----------------------------
+
+
+async def fetch_mp4(server: ImageServer, path: str, resolver: FakeResolver, **kw):
+    kw.setdefault("timeout_s", 3.0)
+    return await fetch_video(
+        f"http://images.example.test:{server.port}{path}",
+        param="url",
+        resolver=resolver,
+        allow={"127.0.0.1"},
+        **kw,
+    )
+
+
+async def test_fetch_video_takes_an_mp4_from_a_checked_address(server, resolver):
+    video = await fetch_mp4(server, "/mp4", resolver)
+    assert video.data == MP4 and video.content_type == "video/mp4"
+    path, headers = server.state.requests[-1]
+    assert path == "/mp4" and headers["host"] == f"images.example.test:{server.port}"
+    assert headers["accept"] == "video/mp4" and headers["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://127.0.0.1:{port}/mp4",
+        "http://[::ffff:127.0.0.1]:{port}/mp4",
+        "http://0.0.0.0:{port}/mp4",
+        "http://10.0.0.5/mp4",
+        "http://100.64.0.1/mp4",
+        "http://localhost:{port}/mp4",
+        "http://internal.example.test:{port}/mp4",
+        "http://user:pass@images.example.test:{port}/mp4",
+        "file:///etc/passwd",
+    ],
+)
+async def test_fetch_video_refuses_inward_urls_without_sending_anything(server, resolver, url):
+    with pytest.raises(InvalidParam) as exc_info:
+        await fetch_video(url.format(port=server.port), param="url", resolver=resolver, allow={"127.0.0.1"})
+    refusal(exc_info, "url_not_allowed", param="url")
+    assert server.state.requests == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:{port}/mp4",
+        "http://[::1]:{port}/mp4",
+        "http://internal.example.test:{port}/mp4",
+    ],
+)
+async def test_fetch_video_refuses_a_redirect_inward(server, resolver, target):
+    with pytest.raises(InvalidParam) as exc_info:
+        await fetch_mp4(server, "/to?target=" + target.format(port=server.port), resolver)
+    refusal(exc_info, "url_not_allowed", param="url")
+    assert len(server.state.requests) == 1
+
+
+async def test_fetch_video_follows_public_redirects_and_rechecks_each_name(server, resolver):
+    target = f"http://cdn.example.test:{server.port}/mp4"
+    assert (await fetch_mp4(server, f"/to?target={target}", resolver)).data == MP4
+    assert [host for host, _ in resolver.calls] == ["images.example.test", "cdn.example.test"]
+
+
+async def test_fetch_video_is_capped_in_size(server, resolver):
+    with pytest.raises(InvalidParam) as exc_info:
+        await fetch_mp4(server, "/big", resolver, max_bytes=1024 * 1024)
+    assert refusal(exc_info, "fetch_too_large", param="url").message == "url: the video is larger than 1 MB"
+    assert await asyncio.to_thread(server.state.big_done.wait, 5)
+    assert not server.state.big_finished
+    with pytest.raises(InvalidParam) as exc_info:
+        await fetch_mp4(server, "/declared-big", resolver, max_bytes=len(MP4))
+    refusal(exc_info, "fetch_too_large", param="url")
+
+
+async def test_fetch_video_gives_up_at_its_deadline(server, resolver):
+    with pytest.raises(InvalidParam) as exc_info:
+        await fetch_mp4(server, "/stall", resolver, timeout_s=0.3)
+    assert "did not download within 0.3 s" in refusal(exc_info, "fetch_failed", param="url").message
+
+
+async def test_fetch_video_takes_only_mp4(server, resolver):
+    with pytest.raises(InvalidParam) as exc_info:
+        await fetch_mp4(server, "/png", resolver)
+    refusal(exc_info, "invalid_video", param="url")

@@ -28,16 +28,22 @@ class Next(enum.Enum):
     """What the job should do after an error on its account."""
 
     RETRY_SAME = "retry_same"  # the account was repaired (fresh token): try it again now
-    RETRY = "retry"  # back off, any account (this one included)
+    RETRY = "retry"  # back off; the same account if the create may have happened, else any
     ROTATE = "rotate"  # go to another account
     FAIL = "fail"  # terminal for the job
 
 
-async def react(ctx: Context, account: Account, exc: errors.UpstreamError) -> Next:
-    """Applies the error's consequence to the account and says what the job should do next."""
+async def react(
+    ctx: Context, account: Account, exc: errors.UpstreamError, *, may_refresh: bool = True
+) -> Next:
+    """Applies the error's consequence to the account and says what the job should do next.
+
+    ``may_refresh`` is False when this job already refreshed this account's token once: a token refused
+    again right after a refresh disables the account instead of refreshing in a loop.
+    """
     assert account.id is not None
     values: dict[str, Any] = {}
-    if exc.refresh_first and (account.session_token_enc or account.refresh_token_enc):
+    if exc.refresh_first and may_refresh and (account.session_token_enc or account.refresh_token_enc):
         try:
             await refresh.refresh_account(
                 ctx.pool, ctx.box, ctx.sora, account, retry_after_s=ctx.settings.refresh_retry_s
@@ -52,6 +58,7 @@ async def react(ctx: Context, account: Account, exc: errors.UpstreamError) -> Ne
             )
             return Next.RETRY_SAME
     elif exc.reaction is errors.Reaction.DISABLE:
+        log.warning("account %s: %s; disabling it", account.id, exc.error_class)
         values.update(enabled=False, disabled_reason=exc.account_reason or exc.error_class)
     elif exc.recheck_quota and await _quota_spent(ctx, account):
         return Next.ROTATE  # _quota_spent cooled the account down until the reset
@@ -60,7 +67,8 @@ async def react(ctx: Context, account: Account, exc: errors.UpstreamError) -> Ne
             cooldown_until=utcnow() + timedelta(seconds=exc.wait or 120),
             cooldown_reason=exc.account_reason or exc.error_class,
         )
-    # A full account (too many tasks) or a bad request is nobody's error; the rest show in the counts.
+    # A full account (too many tasks), a challenge at the edge, a 5xx or a bad request is nobody's error
+    # and leaves the account as it was; cooldowns and disables show in the counts.
     counted = exc.account_fault or exc.reaction in (errors.Reaction.COOLDOWN, errors.Reaction.DISABLE)
     if counted or values:
         await ctx.pool.record_error(

@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from shared import logs
 from shared.characters import (
     USERNAME_TRIES,
     CharacterRepo,
@@ -40,7 +41,16 @@ from shared.timeutil import utcnow
 from worker.context import Context
 from worker.engine import accounts
 from worker.engine.attempts import InputUnavailable, avoided_account, on_upstream_error, retry_or_fail
-from worker.engine.common import RetryLater, fail, free_slot, log, publish, wake_dependent
+from worker.engine.common import (
+    RetryLater,
+    fail,
+    free_slot,
+    heartbeat,
+    log,
+    publish,
+    step_silence,
+    wake_dependent,
+)
 
 KIND = "character"
 CONTENT_FILTER_MESSAGE = "The prompt or input was rejected by the content filter"
@@ -130,7 +140,8 @@ async def submit(ctx: Context, job: Job) -> None:
     if claimed is None:
         await ctx.pool.leases.release(account.id, KIND, job.id)
         return
-    await _start(ctx, claimed, account)
+    async with heartbeat(ctx, claimed, "submit_started_at"):
+        await _start(ctx, claimed, account)
 
 
 async def _start(ctx: Context, job: Job, account: Account) -> None:
@@ -196,11 +207,12 @@ async def _source_video(ctx: Context, job: Job) -> InputVideo:
 
 
 async def _resume(ctx: Context, job: Job) -> Job | None:
-    """A submit that died between taking a slot and storing the cameo id: start over (an upload that did
-    reach the upstream leaves an unfinished cameo there, which nothing can find again)."""
+    """A submit whose worker died between taking a slot and storing the cameo id (its heartbeat stopped):
+    start over (an upload that did reach the upstream leaves an unfinished cameo there, which nothing can
+    find again)."""
     started = job.submit_started_at or job.updated_at
-    if utcnow() - started < timedelta(seconds=ctx.settings.upstream_timeout_s + 15):
-        return None  # another delivery may still be inside its upload
+    if utcnow() - started < step_silence(ctx.settings):
+        return None  # its submit is still alive, inside an upload that is only slow
     if job.account_id is not None:
         await ctx.pool.leases.release(job.account_id, KIND, job.id)
     return await ctx.jobs.transition(
@@ -247,6 +259,7 @@ async def poll_cameos(ctx: Context, creds: Credentials, jobs: list[Job]) -> None
         await _on_cameo(ctx, job, cameo)
 
 
+@logs.for_job
 async def _on_cameo(ctx: Context, job: Job, cameo: dict[str, Any]) -> None:
     outcome = cameo_outcome(cameo)
     if outcome == "failed":

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from shared import logs
 from shared.models import Job, JobState
 from shared.sora import errors
 from shared.sora.client import MediaNotAllowed
 from shared.timeutil import utcnow
 from worker.context import Context
 from worker.engine import accounts, characters
-from worker.engine.common import RetryLater, fail, log, publish, wake_dependent
+from worker.engine.common import RetryLater, fail, heartbeat, log, publish, wake_dependent
 
 MAX_DOWNLOAD_ATTEMPTS = 5
 
@@ -18,17 +19,22 @@ MAX_DOWNLOAD_ATTEMPTS = 5
 async def _clean_url(ctx: Context, job: Job) -> str | None:
     """Publishes the draft, asks for its unwatermarked file, then deletes the post again.
 
-    The post is public while it exists, so it is always deleted, whether or not a link was found.
+    The post is public while it exists, so it is always deleted, whether or not a link was found. Its id
+    is kept on the job first: a finalize whose worker died meanwhile finds it and goes on with it, so the
+    post is deleted then (and no second one is made).
     """
     account = await ctx.pool.get(job.account_id) if job.account_id is not None else None
     if account is None:
         return None
     creds = ctx.pool.credentials(account)
-    try:
-        post_id = await ctx.sora.publish(creds, job.generation_id or "")
-    except errors.UpstreamError as exc:
-        log.warning("job %s: publish for the watermark-free file failed: %s", job.id, exc.error_class)
-        return None
+    post_id = job.params.get("watermark_post_id")
+    if not post_id:
+        try:
+            post_id = await ctx.sora.publish(creds, job.generation_id or "")
+        except errors.UpstreamError as exc:
+            log.warning("job %s: publish for the watermark-free file failed: %s", job.id, exc.error_class)
+            return None
+        await ctx.jobs.merge_params(job.id, [JobState.FINALIZING], {"watermark_post_id": post_id})
     try:
         if ctx.settings.watermark_parser_url:
             return await ctx.sora.parse_clean_link(
@@ -43,14 +49,25 @@ async def _clean_url(ctx: Context, job: Job) -> str | None:
             await ctx.sora.delete_post(creds, post_id)
         except errors.UpstreamError as exc:
             log.error("job %s: could not delete post %s: %s", job.id, post_id, exc.error_class)
+        else:
+            await ctx.jobs.merge_params(job.id, [JobState.FINALIZING], {"watermark_post_id": None})
 
 
 async def finalize(ctx: Context, job_id: str, attempt: int = 0) -> None:
     job = await ctx.jobs.get(job_id)
-    if job is not None and job.kind == "character":
-        await characters.finalize(ctx, job, attempt)
+    if job is None or job.state != JobState.FINALIZING:
         return
-    if job is None or job.state != JobState.FINALIZING or not job.media_url:
+    logs.bind_job(job)
+    # A slow download keeps the job fresh, so the sweeper does not send a second finalize beside it.
+    async with heartbeat(ctx, job):
+        if job.kind == "character":
+            await characters.finalize(ctx, job, attempt)
+        else:
+            await _finalize_media(ctx, job, attempt)
+
+
+async def _finalize_media(ctx: Context, job: Job, attempt: int) -> None:
+    if not job.media_url:
         return
     video_key = f"videos/{job.id}/video.mp4" if job.kind == "video" else f"images/{job.id}/image.png"
     media_url = job.media_url

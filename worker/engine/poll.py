@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from shared import logs
+from shared.jobs import attempt_entry
 from shared.models import Job, JobState
 from shared.secrets import SecretUnreadable
 from shared.sora import errors
@@ -132,11 +134,9 @@ async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job]) -> Non
         else:
             reason = str(task.get("failure_reason") or task.get("error_message") or "Generation failed")
             if "polic" in reason.lower() or "guideline" in reason.lower():
-                await fail(ctx, job, "content_filter", CONTENT_FILTER_MESSAGE)
+                await _fail_outcome(ctx, job, errors.ContentPolicy(reason))
             else:
-                await fail(
-                    ctx, job, "generation_failed", f"The upstream could not generate the image: {reason}"
-                )
+                await _fail_outcome(ctx, job, errors.UpstreamTaskFailed(reason), "image")
 
 
 def _percent(task: dict[str, Any]) -> int:
@@ -146,11 +146,26 @@ def _percent(task: dict[str, Any]) -> int:
     return min(max(value, 1), 99)
 
 
+async def _fail_outcome(ctx: Context, job: Job, exc: errors.UpstreamError, what: str = "video") -> None:
+    """A generation that ended badly upstream: terminal at once, no retry, and not the account's fault (its
+    counts stay as they were). The attempt records the account and the class; a failure reason is shown
+    as upstream gave it unless it holds a phrase that would make a channel be disabled."""
+    if isinstance(exc, errors.ContentPolicy):
+        message = CONTENT_FILTER_MESSAGE
+    else:
+        reason = errors.public_reason(exc.message, "no reason given")
+        message = f"The upstream could not generate the {what}: {reason}"
+    await fail(
+        ctx, job, exc.public_code, message, attempt_entry(job.account_id, exc.error_class, exc.message)
+    )
+
+
+@logs.for_job
 async def _on_pending(ctx: Context, job: Job, task: dict[str, Any]) -> None:
     status = str(task.get("status") or "")
     if status in ("failed", "error"):
         reason = task.get("failure_reason") or task.get("error_message") or "Generation failed"
-        await fail(ctx, job, "generation_failed", f"The upstream could not generate the video: {reason}")
+        await _fail_outcome(ctx, job, errors.UpstreamTaskFailed(str(reason)))
         return
     updated = await ctx.jobs.raise_progress(job.id, _percent(task), status)
     await publish(ctx, updated)
@@ -190,9 +205,11 @@ def _is_violation(draft: dict[str, Any]) -> bool:
     )
 
 
+@logs.for_job
 async def _on_left_pending(ctx: Context, job: Job, draft: dict[str, Any] | None) -> None:
     if draft is not None and _is_violation(draft):
-        await fail(ctx, job, "content_filter", CONTENT_FILTER_MESSAGE)
+        reason = draft.get("reason_str") or draft.get("markdown_reason_str") or "content violation"
+        await _fail_outcome(ctx, job, errors.ContentPolicy(str(reason)))
         return
     media_url = (draft or {}).get("downloadable_url") or (draft or {}).get("url")
     if draft is None or not media_url:
@@ -217,6 +234,7 @@ async def _on_left_pending(ctx: Context, job: Job, draft: dict[str, Any] | None)
     await free_slot(ctx, finalizing)
 
 
+@logs.for_job
 async def _in_gap(ctx: Context, job: Job) -> None:
     """In neither list (just finished, draft not listed yet, or lost): wait within a grace period."""
     now = utcnow()

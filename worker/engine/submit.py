@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
+from shared import logs
 from shared.accounts import quota_fields
 from shared.errors import GatewayError
 from shared.inputs import InputImage, fetch_image
@@ -16,7 +16,7 @@ from shared.sora.sentinel import SentinelUnavailable
 from shared.timeutil import utcnow
 from worker.context import Context
 from worker.engine import attempts, characters
-from worker.engine.common import fail, log, publish
+from worker.engine.common import fail, heartbeat, log, publish, step_silence
 
 
 def create_payload(job: Job) -> dict[str, Any]:
@@ -125,6 +125,7 @@ async def submit(ctx: Context, job_id: str) -> None:
     job = await ctx.jobs.get(job_id)
     if job is None or job.state not in (JobState.QUEUED, JobState.SUBMITTING):
         return  # already past this step: a redelivered message has nothing to do
+    logs.bind_job(job)
     if job.kind == "character" or job.params.get("after_job"):
         job = await characters.gate(ctx, job)  # None while the job it waits for runs
         if job is None:
@@ -140,7 +141,16 @@ async def submit(ctx: Context, job_id: str) -> None:
     requires_pro = bool(job.params.get("requires_pro"))
     sticky = job.params.get("sticky_account_id")
     avoid = set() if sticky else attempts.avoided_account(job)
-    account = await ctx.pool.lease(job.kind, job.id, requires_pro=requires_pro, exclude=avoid, only=sticky)
+    account = None
+    preferred = None if sticky else attempts.preferred_account(job)
+    if preferred is not None:
+        # A refreshed token is tried again, and a create whose answer was lost is looked for, on the same
+        # account; when it cannot take the job now, the ordinary choice below applies.
+        account = await ctx.pool.lease(job.kind, job.id, requires_pro=requires_pro, only=preferred)
+    if account is None:
+        account = await ctx.pool.lease(
+            job.kind, job.id, requires_pro=requires_pro, exclude=avoid, only=sticky
+        )
     if (
         account is None
         and avoid
@@ -162,7 +172,10 @@ async def submit(ctx: Context, job_id: str) -> None:
     if claimed is None:
         await ctx.pool.leases.release(account.id, job.kind, job.id)  # type: ignore[arg-type]
         return
-    await _create(ctx, claimed, account)
+    logs.bind_account(account.id)
+    # From here a dead worker leaves the job in SUBMITTING; the heartbeat tells a slow create from that.
+    async with heartbeat(ctx, claimed, "submit_started_at"):
+        await _create(ctx, claimed, account)
 
 
 async def _create(ctx: Context, job: Job, account: Account) -> None:
@@ -175,18 +188,41 @@ async def _create(ctx: Context, job: Job, account: Account) -> None:
             ctx, job, account, "secret_unreadable", "No usable account", avoid=True, delay=0.0
         )
         return
+    if attempts.reconcile_account(job) == account.id:
+        # The last create here may have happened although its answer was lost: look before sending again.
+        try:
+            task_id = await _find_unclaimed_task(ctx, creds, job)
+        except errors.UpstreamError as exc:
+            # Not knowing is not "no task": this attempt ends here, and the next one looks again.
+            await attempts.on_upstream_error(ctx, job, account, exc, reconcile=True)
+            return
+        if task_id is not None:
+            await _mark_submitted(ctx, job, account, task_id, {})
+            return
     try:
         answer = await _send(ctx, creds, job)
     except attempts.InputUnavailable as exc:
         await fail(ctx, job, exc.code, exc.message)
         return
     except SentinelUnavailable as exc:
-        await attempts.retry_or_fail(ctx, job, account, "sentinel_unavailable", str(exc), avoid=False)
+        # The operator's provider is down: never the account's fault, so it is left as it was.
+        log.warning("job %s: %s", job.id, exc)
+        await attempts.retry_or_fail(
+            ctx,
+            job,
+            account,
+            "sentinel_unavailable",
+            "The request signing service is unavailable; please retry later.",
+            avoid=False,
+        )
         return
     except errors.UpstreamError as exc:
         if exc.maybe_processed:
             # The create may have happened even though the answer was lost: look before sending another.
-            task_id = await _find_unclaimed_task(ctx, creds, job)
+            try:
+                task_id = await _find_unclaimed_task(ctx, creds, job)
+            except errors.UpstreamError:
+                task_id = None
             if task_id is not None:
                 await _mark_submitted(ctx, job, account, task_id, {})
                 return
@@ -206,8 +242,11 @@ async def _mark_submitted(ctx: Context, job: Job, account: Account, task_id: str
         progress=1,
     )
     if running is None:
-        # Failed or cancelled meanwhile (deadline): the slot is no longer ours to keep.
-        await ctx.pool.leases.release(account.id, job.kind, job.id)  # type: ignore[arg-type]
+        # Failed or cancelled meanwhile (deadline): the slot is no longer ours to keep. Unless the job holds
+        # it still, because a resume adopted this very task, or took the same account again.
+        current = await ctx.jobs.get(job.id)
+        if current is None or current.account_id != account.id or current.state not in JobState.ACTIVE:
+            await ctx.pool.leases.release(account.id, job.kind, job.id)  # type: ignore[arg-type]
         return
     log.info("job %s submitted as %s on account %s", job.id, task_id, account.id)
     quota = quota_fields(answer)
@@ -216,31 +255,54 @@ async def _mark_submitted(ctx: Context, job: Job, account: Account, task_id: str
     await publish(ctx, running, "Video generation started")
 
 
-async def _find_unclaimed_task(ctx: Context, creds: Credentials, job: Job) -> str | None:
-    """A task of this account with our prompt that no job owns yet: the answer we never got."""
-    try:
-        pending = await ctx.sora.pending(creds)
-    except errors.UpstreamError:
-        return None
+async def _find_unclaimed_task(
+    ctx: Context, creds: Credentials, job: Job, *, finished_too: bool = False
+) -> str | None:
+    """A task of this account with our prompt that no job owns yet: the answer we never got.
+
+    Videos are looked for in the pending list, and with ``finished_too`` (a resume, which may come
+    long after the create) among the drafts made since the job was; images in the recent tasks.
+    Raises the upstream's error when it cannot be asked: not knowing is not "no task".
+    """
     prompt = job.params["upstream_prompt"]
-    candidates = [t["id"] for t in pending if t.get("prompt") == prompt and isinstance(t.get("id"), str)]
+    if job.kind == "image":
+        listed = await ctx.sora.recent_image_tasks(creds, limit=50)
+    else:
+        listed = await ctx.sora.pending(creds)
+        if finished_too:
+            since = job.created_at.timestamp() - 60
+            drafts = (await ctx.sora.drafts(creds)).get("items") or []
+            listed += [
+                {"id": d.get("task_id"), "prompt": d.get("prompt")}
+                for d in drafts
+                if isinstance(d, dict)
+                and isinstance(d.get("created_at"), int | float)
+                and d["created_at"] >= since
+            ]
+    candidates = [t["id"] for t in listed if t.get("prompt") == prompt and isinstance(t.get("id"), str)]
     known = await ctx.jobs.task_ids_known(candidates)
     fresh = [task_id for task_id in candidates if task_id not in known]
     return fresh[0] if fresh else None
 
 
 async def _resume(ctx: Context, job: Job) -> Job | None:
-    """A submit that died between taking a slot and storing the task id."""
+    """A submit whose worker died between taking a slot and storing the task id (its heartbeat stopped)."""
     started = job.submit_started_at or job.updated_at
-    if utcnow() - started < timedelta(seconds=ctx.settings.create_timeout_s + 15):
-        return None  # another delivery may still be inside its create call
+    if utcnow() - started < step_silence(ctx.settings):
+        return None  # its submit is still alive, inside a create call that is only slow
     account = await ctx.pool.get(job.account_id) if job.account_id is not None else None
     if account is not None:
         try:
-            task_id = await _find_unclaimed_task(ctx, ctx.pool.credentials(account), job)
+            task_id = await _find_unclaimed_task(ctx, ctx.pool.credentials(account), job, finished_too=True)
         except SecretUnreadable:
             task_id = None
+        except errors.UpstreamError as exc:
+            # Creating again now could pay twice: the sweeper asks again later (the deadline bounds it).
+            log.warning("job %s: cannot look for its task yet (%s)", job.id, exc.error_class)
+            return None
         if task_id is not None:
+            # Its lease may have run out while the worker was gone: the job holds the slot from here on.
+            await ctx.pool.leases.renew(account.id, job.kind, [job.id])  # type: ignore[arg-type]
             await _mark_submitted(ctx, job, account, task_id, {})
             return None
         await ctx.pool.leases.release(account.id, job.kind, job.id)  # type: ignore[arg-type]

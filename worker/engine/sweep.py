@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import timedelta
 
 from shared.models import Job, JobState
 from worker.context import Context
-from worker.engine.common import dispatch, fail, log
+from worker.engine.common import dispatch, fail, log, step_silence
 
 JOB_KINDS = ("video", "image", "character")
 
@@ -22,6 +23,7 @@ async def dispatch_parked(ctx: Context) -> int:
 
 async def sweep(ctx: Context) -> dict[str, int]:
     counts = {"overdue": 0, "requeued": 0, "resumed": 0, "refinalized": 0}
+    # The watchdog: a job past its deadline fails (deadline_exceeded) and gives its slot back.
     for job in await ctx.jobs.overdue():
         if await fail(ctx, job, "deadline_exceeded", "The job did not finish before its deadline"):
             counts["overdue"] += 1
@@ -34,17 +36,38 @@ async def sweep(ctx: Context) -> dict[str, int]:
         ctx.enqueue.submit(job_id)
     counts["requeued"] = len(lost)
 
-    # A worker died inside submit: the next submit resumes it (it looks for the task before creating).
-    stuck = await ctx.jobs.stale(
-        JobState.SUBMITTING, Job.submit_started_at, timedelta(seconds=ctx.settings.create_timeout_s + 15)
-    )
+    # A worker died inside submit (its heartbeat stopped): the next submit resumes it, looking for the task
+    # its create may have made before it sends another.
+    stuck = await ctx.jobs.stale(JobState.SUBMITTING, Job.submit_started_at, step_silence(ctx.settings))
     for job_id in stuck:
         ctx.enqueue.submit(job_id)
     counts["resumed"] = len(stuck)
 
+    # A finalize whose message or worker was lost. Marked fresh when sent, so one goes out per period.
     for job_id in await ctx.jobs.stale(JobState.FINALIZING, Job.updated_at, requeue):
-        ctx.enqueue.finalize(job_id)
-        counts["refinalized"] += 1
-    if any(counts.values()):
+        if await ctx.jobs.transition(job_id, [JobState.FINALIZING], bump=False):
+            ctx.enqueue.finalize(job_id)
+            counts["refinalized"] += 1
+
+    counts["leases"] = await rebuild_leases(ctx)
+    if any(value for key, value in counts.items() if key != "leases"):
         log.info("sweep: %s", counts)
     return counts
+
+
+async def rebuild_leases(ctx: Context) -> int:
+    """Re-takes the slot of every job that holds one by Postgres, the truth; a no-op while Redis has them.
+
+    After a Redis restart this is what stops other jobs from taking the slots of submitting, running and
+    finalizing (character) jobs. A job that let go of its slot between the read and the renew gets it
+    released again; one that took it back meanwhile is left alone (the next sweep repairs a rare miss).
+    """
+    holders = await ctx.jobs.holding_slots()
+    groups: dict[tuple[int, str], list[str]] = defaultdict(list)
+    for job_id, account_id, kind in holders:
+        groups[(account_id, kind)].append(job_id)
+    for (account_id, kind), job_ids in groups.items():
+        await ctx.pool.leases.renew(account_id, kind, job_ids)
+    for job_id, account_id, kind in holders - await ctx.jobs.holding_slots():
+        await ctx.pool.leases.release(account_id, kind, job_id)
+    return len(holders)

@@ -1,0 +1,129 @@
+"""The sweeper on real Postgres and Redis: leases rebuilt from the job rows, lost steps sent again once."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import msgspec
+import pytest
+import sqlalchemy as sa
+
+from shared.models import Job, JobState
+from shared.queue import create_celery
+from shared.resources import Resources
+from shared.settings import Settings
+from shared.timeutil import utcnow
+from worker.engine import sweep
+
+pytestmark = pytest.mark.anyio
+
+
+class Sent:
+    """Stands in for the Enqueuer: what the sweeper sent."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.finalized: list[str] = []
+
+    def submit(self, job_id: str, countdown: float | None = None) -> None:
+        self.submitted.append(job_id)
+
+    def finalize(self, job_id: str, countdown: float | None = None) -> None:
+        self.finalized.append(job_id)
+
+
+@pytest.fixture
+async def ctx(settings: Settings) -> AsyncIterator[Resources]:
+    own = msgspec.structs.replace(settings, redis_prefix=f"{settings.redis_prefix}{secrets.token_hex(3)}:")
+    resources = Resources.build(own, create_celery(own), db_pool_size=2)
+    resources.enqueue = Sent()  # type: ignore[assignment]
+    # The account ids these tests use are their own: nothing else holds slots on them.
+    async with resources.sessions() as session:
+        await session.execute(sa.delete(Job).where(Job.account_id.in_([9001, 9002])))
+        await session.commit()
+    try:
+        yield resources
+    finally:
+        async for key in resources.redis.scan_iter(match=resources.keys.pattern()):
+            await resources.redis.delete(key)
+        async with resources.sessions() as session:
+            await session.execute(sa.delete(Job).where(Job.account_id.in_([9001, 9002])))
+            await session.commit()
+        await resources.aclose()
+
+
+async def _job(
+    ctx: Resources, state: str, *, kind: str = "video", account_id: int | None = 9001, **values
+) -> str:
+    job_id = f"video_{secrets.token_hex(16)}"
+    now = utcnow()
+    job = Job(
+        id=job_id,
+        kind=kind,
+        owner="sweep-test",
+        model="sora-2",
+        prompt="sweep",
+        seconds=10,
+        size="1280x720",
+        state=state,
+        account_id=account_id,
+        created_at=now,
+        updated_at=now,
+        enqueued_at=now,
+        deadline_at=now + timedelta(hours=1),
+        **values,
+    )
+    await ctx.jobs.insert(job)
+    return job_id
+
+
+async def _members(ctx: Resources, account_id: int, kind: str) -> set[str]:
+    return {m.decode() for m in await ctx.redis.zrange(ctx.keys.lease(account_id, kind), 0, -1)}
+
+
+async def test_leases_come_back_from_the_rows_that_hold_slots(ctx: Resources) -> None:
+    submitting = await _job(ctx, JobState.SUBMITTING)
+    running = await _job(ctx, JobState.RUNNING)
+    character = await _job(ctx, JobState.FINALIZING, kind="character", account_id=9002)
+    await _job(ctx, JobState.FINALIZING)  # a video downloading gave its slot back already
+    await _job(ctx, JobState.QUEUED, account_id=None)
+
+    # Redis lost everything (a restart): the rows still say who holds what.
+    assert await sweep.rebuild_leases(ctx) >= 3
+    assert await _members(ctx, 9001, "video") == {submitting, running}
+    assert await _members(ctx, 9002, "character") == {character}
+    assert await ctx.pool.leases.in_use(9001, "video") == 2
+
+
+async def test_a_slot_let_go_during_the_rebuild_is_released_again(ctx: Resources, monkeypatch) -> None:
+    done = await _job(ctx, JobState.RUNNING)
+    reads = iter([{(done, 9001, "video")}, set()])
+
+    async def holding_slots() -> set[tuple[str, int, str]]:
+        return next(reads)
+
+    # The job completes (and releases its slot) between the sweeper's read and its renew.
+    monkeypatch.setattr(ctx.jobs, "holding_slots", holding_slots)
+    await sweep.rebuild_leases(ctx)
+    assert await _members(ctx, 9001, "video") == set()
+
+
+async def test_a_lost_finalize_is_sent_again_once_per_period(ctx: Resources) -> None:
+    stale = utcnow() - timedelta(seconds=ctx.settings.requeue_after_s + 5)
+    job_id = await _job(ctx, JobState.FINALIZING)
+    async with ctx.sessions() as session:
+        await session.execute(sa.update(Job).where(Job.id == job_id).values(updated_at=stale))
+        await session.commit()
+    await sweep.sweep(ctx)
+    await sweep.sweep(ctx)
+    assert ctx.enqueue.finalized.count(job_id) == 1  # type: ignore[attr-defined]
+
+
+async def test_a_submit_whose_heartbeat_stopped_is_resumed(ctx: Resources) -> None:
+    silent = utcnow() - timedelta(seconds=3 * ctx.settings.step_heartbeat_s + 5)
+    dead = await _job(ctx, JobState.SUBMITTING, submit_started_at=silent)
+    alive = await _job(ctx, JobState.SUBMITTING, submit_started_at=utcnow())
+    await sweep.sweep(ctx)
+    assert dead in ctx.enqueue.submitted and alive not in ctx.enqueue.submitted  # type: ignore[attr-defined]
