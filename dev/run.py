@@ -86,12 +86,12 @@ def process_names(simulator: bool) -> list[str]:
 
 async def busy_ports(env: Mapping[str, str], simulator: bool) -> list[str]:
     """Ports our processes will listen on that something else already holds."""
-    wanted = {"PORT": "api", "FLOWER_PORT": "flower"}
+    wanted = {"PORT": "api", "FLOWER_PORT": "flower", "WORKER_METRICS_PORT": "worker"}
     if simulator:
         wanted["SIM_PORT"] = "sim"
     busy = []
     for var, name in wanted.items():
-        if await services.tcp_open(LOCAL, int(env[var]), limit_s=0.5):
+        if int(env.get(var) or 0) and await services.tcp_open(LOCAL, int(env[var]), limit_s=0.5):
             busy.append(f"port {env[var]} ({var}, for {name}) is already in use")
     return busy
 
@@ -262,6 +262,11 @@ EOF\
 """
 
 
+def flower_login(env: Mapping[str, str]) -> str:
+    user, _, password = env.get("FLOWER_BASIC_AUTH", "").split(",")[0].partition(":")
+    return f"   (user {user}, password {password})" if password else ""
+
+
 def try_it_text(env: Mapping[str, str], simulator: bool) -> str:
     base = api_base(env)
     key = first_api_key(env)
@@ -273,8 +278,12 @@ def try_it_text(env: Mapping[str, str], simulator: bool) -> str:
         "",
         f"  API        {base}/v1   (API key: {key})",
         f"  API docs   {base}/schema",
-        f"  Flower     http://{LOCAL}:{env['FLOWER_PORT']}",
+        f"  Console    {base}/console   (log in with the admin key)",
+        f"  Flower     http://{LOCAL}:{env['FLOWER_PORT']}{flower_login(env)}",
+        f"  Metrics    {base}/metrics   (Authorization: Bearer <admin key>)",
     ]
+    if int(env.get("WORKER_METRICS_PORT") or 0):
+        lines.append(f"             http://{LOCAL}:{env['WORKER_METRICS_PORT']}/metrics   (worker)")
     if simulator:
         lines.append(f"  Simulator  {config.sim_base_url(env)}")
     lines += [

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from shared.metrics import LEASE_OPERATIONS
 from shared.names import Keys
 
 # KEYS: candidate lease sets, in order of preference. ARGV: member, ttl_ms, limit_1..limit_n.
@@ -73,14 +74,17 @@ class Leases:
         keys = [self._keys.lease(account_id, kind) for account_id, _ in candidates]
         limits = [limit for _, limit in candidates]
         index = int(await self._acquire(keys=keys, args=[job_id, self._ttl_ms, *limits]))
+        LEASE_OPERATIONS.labels(kind, "full" if index < 0 else "acquired").inc()
         return None if index < 0 else candidates[index][0]
 
     async def renew(self, account_id: int, kind: str, job_ids: Sequence[str]) -> None:
         if job_ids:
             await self._renew(keys=[self._keys.lease(account_id, kind)], args=[self._ttl_ms, *job_ids])
+            LEASE_OPERATIONS.labels(kind, "renewed").inc(len(job_ids))
 
     async def release(self, account_id: int, kind: str, job_id: str) -> None:
-        await self._redis.zrem(self._keys.lease(account_id, kind), job_id)
+        if await self._redis.zrem(self._keys.lease(account_id, kind), job_id):
+            LEASE_OPERATIONS.labels(kind, "released").inc()
 
     async def in_use(self, account_id: int, kind: str) -> int:
         return int(await self._count(keys=[self._keys.lease(account_id, kind)]))

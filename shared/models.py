@@ -114,6 +114,8 @@ class Job(SQLModel, table=True):
         Index("ix_jobs_state_created", "state", "created_at"),
         Index("ix_jobs_account_state", "account_id", "state"),
         Index("ix_jobs_owner_created", "owner", "created_at"),
+        # The retention task's work list: finished jobs whose media is still stored.
+        Index("ix_jobs_media_kept", "completed_at", postgresql_where=text("media_purged_at IS NULL")),
     )
 
     id: str = Field(sa_column=Column(Text, primary_key=True))
@@ -177,6 +179,8 @@ class Job(SQLModel, table=True):
     expires_at: datetime | None = _ts()
     # Deleted by its owner: media removed, the id answers 404.
     deleted_at: datetime | None = _ts()
+    # The retention task deleted the job's media and staged inputs (expires_at passed); done once.
+    media_purged_at: datetime | None = _ts()
     deadline_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
     @property

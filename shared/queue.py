@@ -23,6 +23,7 @@ ROUTES = {
     names.TASK_SWEEP: names.QUEUE_MAINTENANCE,
     names.TASK_ACCOUNTS_MAINTAIN: names.QUEUE_MAINTENANCE,
     names.TASK_ACCOUNT_REFRESH: names.QUEUE_MAINTENANCE,
+    names.TASK_MEDIA_EXPIRE: names.QUEUE_MAINTENANCE,
 }
 
 
@@ -31,6 +32,7 @@ def create_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celer
     tick = timedelta(seconds=settings.poll_interval_s)
     sweep = timedelta(seconds=settings.sweep_interval_s)
     accounts = timedelta(seconds=settings.account_check_interval_s)
+    media_expire = timedelta(seconds=settings.media_expire_interval_s)
     app.conf.update(
         result_backend=None,
         task_ignore_result=True,
@@ -52,6 +54,9 @@ def create_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celer
         task_routes={name: {"queue": queue, "routing_key": queue} for name, queue in ROUTES.items()},
         task_soft_time_limit=300,
         task_time_limit=360,
+        # SIGTERM (remapped by `python -m worker`): finish within this window, then hand the rest back.
+        worker_soft_shutdown_timeout=settings.worker_soft_shutdown_timeout_s,
+        worker_enable_soft_shutdown_on_idle=settings.worker_soft_shutdown_on_idle,
         beat_schedule_filename=settings.beat_schedule_file,
         beat_schedule={
             # Ticks expire quickly: a backlog of stale ticks after an outage is worth nothing.
@@ -74,6 +79,11 @@ def create_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celer
                 "task": names.TASK_ACCOUNTS_MAINTAIN,
                 "schedule": accounts,
                 "options": {"expires": accounts.total_seconds()},
+            },
+            "media-expire": {
+                "task": names.TASK_MEDIA_EXPIRE,
+                "schedule": media_expire,
+                "options": {"expires": media_expire.total_seconds()},
             },
         },
     )

@@ -8,6 +8,7 @@ shared across processes or loops.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -35,7 +36,8 @@ class Runtime:
             self._runner = asyncio.Runner()
         if self._context is None:
             self._context = Resources.build(self._settings, self._celery, db_pool_size=2)
-        return self._runner.run(factory(self._context, *args))
+        # A context of its own per task: what the task binds for its log lines ends with it.
+        return self._runner.run(factory(self._context, *args), context=contextvars.copy_context())
 
     def close(self) -> None:
         if self._runner is not None:

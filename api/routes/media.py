@@ -1,6 +1,7 @@
 """Downloads of finished media, by client key or by the signed link in answers (no key needed).
 
-Streams from storage with Content-Length and Range; never redirects (NewAPI's proxy blocks redirects).
+Streams from storage with Content-Length and Range. Only with STORAGE_REDIRECT (and an S3 store) does it
+answer a 307 to a short-lived presigned URL instead: NewAPI's content proxy does not follow redirects.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
-from litestar.response import Stream
+from litestar.response import Redirect, Stream
 
 from api.auth import client_owner
 from api.routes.videos import _own_job
@@ -74,13 +75,23 @@ async def serve(
         raise Conflict(
             f"The {job.kind} is not ready yet; poll it until it is completed", code=f"{job.kind}_not_ready"
         )
-    if job.expires_at is not None and job.expires_at < utcnow():
+    now = utcnow()
+    # Past expires_at the media is gone (or about to be: the media.expire task deletes it).
+    if job.media_purged_at is not None or (job.expires_at is not None and job.expires_at < now):
         raise NotFound(f"The {job.kind} has expired", code="expired")
     column, media_type = variants[variant]
     key = getattr(job, column)
     size = await services.storage.size(key) if key else None
     if key is None or size is None:
         raise NotFound(f"This {job.kind} has no {variant}", code="variant_not_available")
+    settings = services.settings
+    if settings.storage_redirect:
+        expires_s = settings.storage_redirect_ttl_s
+        if job.expires_at is not None:
+            expires_s = min(expires_s, int((job.expires_at - now).total_seconds()))
+        url = await services.storage.presigned_url(key, max(1, expires_s), content_type=media_type)
+        if url is not None:
+            return Redirect(url, status_code=307, headers={"cache-control": "private, no-store"})
     return _ranged(services, key, size, media_type, request.headers.get("range"))
 
 
