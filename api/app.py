@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,10 +12,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from redis.asyncio import Redis
 
+from api import openapi
 from api.auth import KeyCache
 from api.errors import EXCEPTION_HANDLERS
+from api.metrics import HttpMetrics, MetricsController
 from api.routes.characters import CharacterController
 from api.routes.chat import ChatController
+from api.routes.console import ConsoleController, console_static, console_templates
 from api.routes.images import ImageController
 from api.routes.jobs import JobController
 from api.routes.keys import KeyController
@@ -26,7 +28,7 @@ from api.routes.system import HealthController, ModelController
 from api.routes.tokens import TokenController
 from api.routes.videos import VideoController
 from api.watch import channels_plugin
-from shared.logs import quiet_libraries
+from shared import logs
 from shared.queue import create_celery
 from shared.resources import Resources
 from shared.settings import Settings
@@ -38,10 +40,7 @@ def _services(state: State) -> Resources:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    quiet_libraries()
+    logs.configure(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -55,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # One pub/sub connection per process, shared by every waiting request and event stream.
     channels = channels_plugin(Redis.from_url(settings.redis_url, socket_connect_timeout=5))
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             VideoController,
             MediaController,
@@ -68,9 +67,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             KeyController,
             JobController,
             HealthController,
+            MetricsController,
+            ConsoleController,
+            console_static(),
         ],
         dependencies={"services": Provide(_services, sync_to_thread=False)},
         plugins=[channels],
+        template_config=console_templates(),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
@@ -78,6 +81,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="0.1.0",
             path="/schema",
             render_plugins=[SwaggerRenderPlugin()],
+            components=openapi.COMPONENTS,
         ),
-        request_max_body_size=32 * 1024 * 1024,
+        request_max_body_size=settings.request_max_body_bytes,
+        # Logging is ours (shared.logs: text or JSON lines); api.errors logs unexpected errors itself.
+        logging_config=None,
     )
+    openapi.document(app)
+    # Outside the router, so requests no route matches are counted too (as OpenTelemetry's plugin does).
+    app.asgi_handler = HttpMetrics(app.asgi_handler)
+    return app

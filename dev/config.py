@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +20,17 @@ DEFAULTS: tuple[tuple[str, str], ...] = (
     ("SIM_PORT", "8765"),
     ("FLOWER_PORT", "5555"),
     ("FLOWER_ADDRESS", "127.0.0.1"),
+    # Linked from the console's overview.
+    ("FLOWER_URL", "http://127.0.0.1:{FLOWER_PORT}"),
     ("API_KEYS", "sk-local-demo"),
     ("ADMIN_KEY", "admin-local-demo"),
     ("PUBLIC_BASE_URL", "http://127.0.0.1:{PORT}"),
     ("MEDIA_DIR", ".data/media"),
     ("POLL_INTERVAL_S", "1"),
+    # The worker's own /metrics (its main process serves every child's counts).
+    ("WORKER_METRICS_PORT", "9808"),
+    # Ctrl-C should not wait out the production soft-shutdown window (the supervisor's grace is 10 s).
+    ("WORKER_SOFT_SHUTDOWN_TIMEOUT_S", "3"),
 )
 
 
@@ -86,19 +92,27 @@ def merge(dotenv: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, st
 
 def encryption_key(data_dir: Path) -> str:
     """One random key per checkout, kept so secrets stored by an earlier run stay readable."""
-    path = data_dir / "encryption.key"
+    return _kept(data_dir / "encryption.key", lambda: secrets.token_urlsafe(32))
+
+
+def flower_basic_auth(data_dir: Path) -> str:
+    """Flower's login (user:password), made once per checkout so a browser's saved login keeps working."""
+    return _kept(data_dir / "flower.auth", lambda: f"admin:{secrets.token_urlsafe(12)}")
+
+
+def _kept(path: Path, make: Callable[[], str]) -> str:
     try:
-        key = path.read_text(encoding="utf-8").strip()
+        value = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        key = ""
-    if key:
-        return key
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
+        value = ""
+    if value:
+        return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(key + "\n")
-    return key
+        fh.write(value + "\n")
+    return value
 
 
 def with_defaults(env: Mapping[str, str], data_dir: Path) -> dict[str, str]:
@@ -108,6 +122,8 @@ def with_defaults(env: Mapping[str, str], data_dir: Path) -> dict[str, str]:
             out[key] = template.format(**out)
     if not is_set(out, "ENCRYPTION_KEY"):
         out["ENCRYPTION_KEY"] = encryption_key(data_dir)
+    if not is_set(out, "FLOWER_BASIC_AUTH"):
+        out["FLOWER_BASIC_AUTH"] = flower_basic_auth(data_dir)
     return out
 
 

@@ -15,7 +15,7 @@ PY = sys.executable
 PROCESSES: dict[str, list[str]] = {
     "sim": [PY, "-m", "sim"],
     "api": [PY, "-m", "api"],
-    "worker": [PY, "-m", "celery", "-A", "worker.main", "worker", "--loglevel=INFO"],
+    "worker": [PY, "-m", "worker", "--loglevel=INFO"],
     "beat": [PY, "-m", "celery", "-A", "worker.main", "beat", "--loglevel=INFO"],
     "flower": [PY, "-m", "celery", "-A", "worker.main", "flower"],
     "migrate": [PY, "-m", "alembic", "upgrade", "head"],

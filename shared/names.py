@@ -15,6 +15,7 @@ TASK_SWEEP = "jobs.sweep"
 TASK_DISPATCH = "jobs.dispatch"
 TASK_ACCOUNTS_MAINTAIN = "accounts.maintain"
 TASK_ACCOUNT_REFRESH = "accounts.refresh"
+TASK_MEDIA_EXPIRE = "media.expire"
 
 # Celery queues: submits and finalizes are short, polls are frequent and tiny.
 QUEUE_SUBMIT = "submit"
@@ -44,6 +45,15 @@ class Keys:
 
     def query_cache(self, route: str, digest: str) -> str:
         return f"{self.prefix}query:{route}:{digest}"
+
+    def console_session(self, session_id: str) -> str:
+        return f"{self.prefix}console:session:{session_id}"
+
+    def console_login_failures(self, client: str) -> str:
+        return f"{self.prefix}console:login-failures:{client}"
+
+    def beat_lock(self) -> str:
+        return f"{self.prefix}beat:lock"
 
     def pattern(self) -> str:
         return f"{self.prefix}*"

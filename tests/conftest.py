@@ -6,7 +6,8 @@ from collections.abc import Iterator
 import pytest
 
 from shared.settings import Settings
-from tests.infra import Services
+from tests.infra import ROOT, Services
+from tests.s3 import MotoServer
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +17,16 @@ def services() -> Iterator[Services]:
         yield found
     finally:
         found.close()
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoServer]:
+    """A real S3-protocol server (moto in server mode), started once for the tests that ask for it."""
+    server = MotoServer(ROOT / "test-artifacts" / "moto").start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

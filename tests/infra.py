@@ -39,6 +39,35 @@ def _docker_answers() -> bool:
         return False
 
 
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def create_migrated_database(server_url: str) -> tuple[str, str]:
+    """A new database on the server ``server_url`` names, migrated to head: its name and SQLAlchemy URL."""
+    name = f"sg_test_{secrets.token_hex(5)}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(_plain(server_url))
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"migrations failed:\n{result.stdout}\n{result.stderr}")
+    return name, url
+
+
 class Services:
     """Finds the servers once per run; starts containers only when nothing is listening."""
 
@@ -76,38 +105,14 @@ class Services:
         host = container.get_container_host_ip()
         return f"redis://{host}:{container.get_exposed_port(6379)}/0"
 
-    def _with_database(self, name: str) -> str:
-        parts = urlsplit(self.pg_url)
-        return urlunsplit(parts._replace(path=f"/{name}"))
-
     @staticmethod
     def _plain(url: str) -> str:
-        return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        return _plain(url)
 
     def create_database(self) -> str:
         """A new, migrated database; returns its SQLAlchemy URL."""
-        name = f"sg_test_{secrets.token_hex(5)}"
-
-        async def create() -> None:
-            connection = await asyncpg.connect(self._plain(self.pg_url))
-            try:
-                await connection.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await connection.close()
-
-        asyncio.run(create())
+        name, url = create_migrated_database(self.pg_url)
         self._databases.append(name)
-        url = self._with_database(name)
-        env = {**os.environ, "DATABASE_URL": url}
-        result = subprocess.run(
-            [sys.executable, "-m", "alembic", "upgrade", "head"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"migrations failed:\n{result.stdout}\n{result.stderr}")
         return url
 
     def close(self) -> None:

@@ -13,14 +13,25 @@ from celery.signals import after_setup_logger, worker_process_shutdown
 from shared.logs import quiet_libraries
 from shared.queue import create_celery
 from shared.settings import Settings
+from worker import celery_fixes
+from worker.beat import locked_scheduler
 from worker.context import Runtime
+from worker.heartbeat import heartbeat_step
+from worker.observe import Observer
 from worker.tasks import register
 
 settings = Settings.from_env()
 quiet_libraries()
 app = create_celery(settings)
+celery_fixes.apply(app)
 runtime = Runtime(settings, app)
 register(app, runtime)
+# One beat sends at a time (a Redis lock); a heartbeat file for the worker's liveness probe.
+app.conf.beat_scheduler = locked_scheduler(settings)
+if settings.worker_heartbeat_file:
+    heartbeat = heartbeat_step(settings.worker_heartbeat_file, settings.worker_heartbeat_interval_s)
+    app.steps["worker"].add(heartbeat)
+Observer(settings).connect()
 
 
 # Per-task lines for ticks every second drown what matters; Flower shows every task anyway.

@@ -7,20 +7,22 @@ from __future__ import annotations
 
 from celery import Celery, Task
 
-from shared import names
+from shared import logs, names
 from worker.context import Runtime
-from worker.engine import accounts, finalize, poll, submit, sweep
+from worker.engine import accounts, finalize, media, poll, submit, sweep
 
 
 def register(app: Celery, runtime: Runtime) -> None:
     @app.task(name=names.TASK_VIDEO_SUBMIT, ignore_result=True)
     def video_submit(job_id: str) -> None:
-        runtime.run(submit.submit, job_id)
+        with logs.bind(job_id=job_id):
+            runtime.run(submit.submit, job_id)
 
     @app.task(name=names.TASK_VIDEO_FINALIZE, bind=True, ignore_result=True, max_retries=None)
     def video_finalize(self: Task, job_id: str) -> None:
         try:
-            runtime.run(finalize.finalize, job_id, self.request.retries)
+            with logs.bind(job_id=job_id):
+                runtime.run(finalize.finalize, job_id, self.request.retries)
         except finalize.RetryLater as later:
             raise self.retry(countdown=later.delay) from None
 
@@ -30,7 +32,8 @@ def register(app: Celery, runtime: Runtime) -> None:
 
     @app.task(name=names.TASK_POLL_ACCOUNT, ignore_result=True)
     def poll_account(account_id: int) -> None:
-        runtime.run(poll.poll_account, account_id)
+        with logs.bind(account_id=account_id):
+            runtime.run(poll.poll_account, account_id)
 
     @app.task(name=names.TASK_DISPATCH, ignore_result=True)
     def dispatch() -> int:
@@ -42,7 +45,12 @@ def register(app: Celery, runtime: Runtime) -> None:
 
     @app.task(name=names.TASK_ACCOUNT_REFRESH, ignore_result=True)
     def account_refresh(account_id: int) -> bool:
-        return runtime.run(accounts.refresh_one, account_id)
+        with logs.bind(account_id=account_id):
+            return runtime.run(accounts.refresh_one, account_id)
+
+    @app.task(name=names.TASK_MEDIA_EXPIRE, ignore_result=True)
+    def media_expire() -> dict[str, int]:
+        return runtime.run(media.expire)
 
     @app.task(name=names.TASK_SWEEP, ignore_result=True)
     def jobs_sweep() -> dict[str, int]:

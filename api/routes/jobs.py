@@ -110,55 +110,79 @@ class JobController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> AdminJobList:
         """Newest first, filtered by status (public or internal), kind, account and owner."""
-        query = sa.select(Job)
-        if status:
-            query = query.where(Job.state.in_(_state_filter(status)))
-        if kind:
-            if kind not in KINDS:
-                raise InvalidParam(f"'kind' must be one of {', '.join(KINDS)}", param="kind")
-            query = query.where(Job.kind == kind)
-        if account_id is not None:
-            query = query.where(Job.account_id == account_id)
-        if owner:
-            query = query.where(Job.owner == owner)
-        if before:
-            async with services.sessions() as session:
-                anchor: datetime | None = (
-                    await session.execute(sa.select(Job.created_at).where(Job.id == before))
-                ).scalar_one_or_none()
-            if anchor is None:
-                raise InvalidParam(f"No job with id '{before}'", param="before")
-            query = query.where(sa.tuple_(Job.created_at, Job.id) < sa.tuple_(anchor, before))
-        query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-        async with services.sessions() as session:
-            rows = list((await session.execute(query)).scalars().all())
-        page = rows[:limit]
-        has_more = len(rows) > limit
-        return AdminJobList(
-            data=[admin_job(job) for job in page],
-            has_more=has_more,
-            next_before=page[-1].id if has_more and page else None,
+        return await find_jobs(
+            services, status=status, kind=kind, account_id=account_id, owner=owner, before=before, limit=limit
         )
 
     @get("/{job_id:str}", operation_id="getJob")
     async def get_job(self, job_id: FromPath[str], services: NamedDependency[Resources]) -> AdminJob:
-        job = await services.jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"No job with id '{job_id}'", param="job_id")
-        return admin_job(job)
+        return admin_job(await job_detail(services, job_id))
 
     @post("/{job_id:str}/cancel", operation_id="cancelJob", status_code=200)
     async def cancel(self, job_id: FromPath[str], services: NamedDependency[Resources]) -> AdminJob:
-        job = await services.jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"No job with id '{job_id}'", param="job_id")
-        cancelled = await services.jobs.fail(job.id, CANCELLED, "The job was cancelled by an operator")
-        if cancelled is None:
-            raise Conflict(f"The job has already ended ({job.public_status})", code="job_finished")
-        if cancelled.account_id is not None:
-            await services.pool.leases.release(cancelled.account_id, cancelled.kind, cancelled.id)
-        await services.publisher.publish(cancelled, "Cancelled")
-        waiting = cancelled.params.get("then_job")
-        if waiting:
-            services.enqueue.submit(waiting)  # the chained job sees this one failed and fails with it
-        return admin_job(cancelled)
+        return admin_job(await cancel_job(services, job_id))
+
+
+# What these routes do, also called by the console (api/routes/console.py).
+
+
+async def find_jobs(
+    services: Resources,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    account_id: int | None = None,
+    owner: str | None = None,
+    before: str | None = None,
+    limit: int = 50,
+) -> AdminJobList:
+    query = sa.select(Job)
+    if status:
+        query = query.where(Job.state.in_(_state_filter(status)))
+    if kind:
+        if kind not in KINDS:
+            raise InvalidParam(f"'kind' must be one of {', '.join(KINDS)}", param="kind")
+        query = query.where(Job.kind == kind)
+    if account_id is not None:
+        query = query.where(Job.account_id == account_id)
+    if owner:
+        query = query.where(Job.owner == owner)
+    if before:
+        async with services.sessions() as session:
+            anchor: datetime | None = (
+                await session.execute(sa.select(Job.created_at).where(Job.id == before))
+            ).scalar_one_or_none()
+        if anchor is None:
+            raise InvalidParam(f"No job with id '{before}'", param="before")
+        query = query.where(sa.tuple_(Job.created_at, Job.id) < sa.tuple_(anchor, before))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    async with services.sessions() as session:
+        rows = list((await session.execute(query)).scalars().all())
+    page = rows[:limit]
+    has_more = len(rows) > limit
+    return AdminJobList(
+        data=[admin_job(job) for job in page],
+        has_more=has_more,
+        next_before=page[-1].id if has_more and page else None,
+    )
+
+
+async def job_detail(services: Resources, job_id: str) -> Job:
+    job = await services.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"No job with id '{job_id}'", param="job_id")
+    return job
+
+
+async def cancel_job(services: Resources, job_id: str) -> Job:
+    job = await job_detail(services, job_id)
+    cancelled = await services.jobs.fail(job.id, CANCELLED, "The job was cancelled by an operator")
+    if cancelled is None:
+        raise Conflict(f"The job has already ended ({job.public_status})", code="job_finished")
+    if cancelled.account_id is not None:
+        await services.pool.leases.release(cancelled.account_id, cancelled.kind, cancelled.id)
+    await services.publisher.publish(cancelled, "Cancelled")
+    waiting = cancelled.params.get("then_job")
+    if waiting:
+        services.enqueue.submit(waiting)  # the chained job sees this one failed and fails with it
+    return cancelled
