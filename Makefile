@@ -21,8 +21,11 @@ setup: ## install uv if missing and sync the environment from uv.lock
 run: setup ## everything at once: migrate, then simulator, API, worker, beat and Flower in one terminal
 	@$(UV) run --frozen python -m dev.run
 
+# Two pytest processes (TEST_PROCESSES), each taking whole modules: a module's stack is started once.
+TEST_PROCESSES ?= 2
+
 test: setup ## the whole suite (unit, integration, end-to-end) against real Postgres, Redis and Celery
-	@$(UV) run --frozen pytest
+	@$(UV) run --frozen pytest -n $(TEST_PROCESSES) --dist loadfile
 
 test-fast: setup ## unit and integration tests only
 	@$(UV) run --frozen pytest tests/unit tests/integration

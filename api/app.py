@@ -51,8 +51,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await app.state.services.aclose()
 
-    # One pub/sub connection per process, shared by every waiting request and event stream.
-    channels = channels_plugin(Redis.from_url(settings.redis_url, socket_connect_timeout=5))
+    # One pub/sub connection per process, shared by every waiting request and event stream; named, so
+    # `CLIENT LIST` tells the API's relays apart from everything else on the server.
+    channels = channels_plugin(
+        Redis.from_url(
+            settings.redis_url, socket_connect_timeout=5, client_name=f"{settings.redis_prefix}api-events"
+        )
+    )
 
     app = Litestar(
         route_handlers=[
