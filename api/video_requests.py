@@ -8,6 +8,7 @@ checked now and fetched by the worker).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -194,6 +195,24 @@ async def stage_image(resources: Resources, job_id: str, image: InputImage) -> d
 
     await resources.storage.write(key, body())
     return {"key": key, "content_type": image.content_type}
+
+
+async def start_jobs(resources: Resources, *job_ids: str) -> None:
+    """Sends committed jobs to the workers and announces them to live job lists (the console).
+
+    Neither may fail the create: a job whose message was lost is sent again by the sweeper, and an
+    announcement is only a convenience for a page that is open.
+    """
+    for job_id in job_ids:
+        try:
+            await asyncio.to_thread(resources.enqueue.submit, job_id)
+        except Exception:
+            log.exception("enqueue of %s failed; the sweeper will retry it", job_id)
+    for job_id in job_ids:
+        try:
+            await resources.publisher.announce(job_id)
+        except Exception:
+            log.warning("could not announce the new job %s", job_id, exc_info=True)
 
 
 async def discard_inputs(resources: Resources, *ids: str) -> None:

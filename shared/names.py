@@ -34,6 +34,10 @@ class Keys:
     def job_channel(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
 
+    def jobs_created_channel(self) -> str:
+        """Every new job's id, published once its row is committed (the console's live job list)."""
+        return f"{self.prefix}jobs:created"
+
     def lease(self, account_id: int, kind: str) -> str:
         return f"{self.prefix}lease:{account_id}:{kind}"
 

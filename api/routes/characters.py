@@ -6,8 +6,6 @@ once done it is usable as ``@username`` in any prompt.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
@@ -19,14 +17,12 @@ from api import bounds
 from api.auth import client_guard
 from api.character_requests import plan_character_job
 from api.schemas import CharacterList, CharacterObject, character_of, character_of_row
-from api.video_requests import discard_inputs, flag, read_fields
+from api.video_requests import discard_inputs, flag, read_fields, start_jobs
 from api.watch import wait_until_done
 from shared.characters import CharacterRepo
 from shared.errors import Conflict
 from shared.models import Job
 from shared.resources import Resources
-
-log = logging.getLogger("api.characters")
 
 
 async def submit_character(
@@ -49,10 +45,7 @@ async def submit_character(
             code="idempotency_key_reused",
         )
     if created:
-        try:
-            await asyncio.to_thread(services.enqueue.submit, stored.id)
-        except Exception:
-            log.exception("enqueue of %s failed; the sweeper will retry it", stored.id)
+        await start_jobs(services, stored.id)
     if hold:
         await wait_until_done(channels, services, stored.id, services.settings.sync_wait_s)
         stored = await services.jobs.get(stored.id) or stored

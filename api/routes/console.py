@@ -29,7 +29,7 @@ from litestar.router import Router
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from api.console.live import follow_many
+from api.console.live import Listening, NewJob, follow_many
 from api.console.overview import build as build_overview
 from api.console.session import (
     COOKIE,
@@ -54,7 +54,7 @@ from api.console.session import (
 from api.console.templating import STATIC, template_config
 from api.errors import EXCEPTION_HANDLERS
 from api.routes.jobs import KINDS as JOB_KINDS
-from api.routes.jobs import admin_job, cancel_job, find_jobs, job_detail
+from api.routes.jobs import admin_job, cancel_job, find_jobs, job_detail, job_filter, job_listed
 from api.routes.keys import KeyIn, all_keys, create_key, revoke_key
 from api.routes.tokens import (
     KINDS,
@@ -359,6 +359,26 @@ def _job_context(job: Job, services: Resources) -> dict[str, Any]:
     }
 
 
+def _job_filters(
+    status: str | None, kind: str | None, owner: str | None, account: str | None
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """A job list's filters as the page shows them, and as ``find_jobs``/``job_filter`` take them."""
+    shown = {
+        "status": (status or "").strip(),
+        "kind": (kind or "").strip(),
+        "owner": (owner or "").strip(),
+        "account": (account or "").strip(),
+    }
+    if shown["account"] and not shown["account"].isdigit():
+        raise InvalidParam("'account' must be an account id (a number)", param="account")
+    return shown, {
+        "status": shown["status"] or None,
+        "kind": shown["kind"] or None,
+        "account_id": int(shown["account"]) if shown["account"] else None,
+        "owner": shown["owner"] or None,
+    }
+
+
 def _status_choices() -> list[str]:
     public = list(dict.fromkeys(PUBLIC_STATUS.values()))
     return public + [state for state in PUBLIC_STATUS if state not in public]
@@ -583,27 +603,12 @@ class ConsoleController(Controller):
         account: FromQuery[str | None] = None,
         before: FromQuery[str | None] = None,
     ) -> Response:
-        filters = {
-            "status": (status or "").strip(),
-            "kind": (kind or "").strip(),
-            "owner": (owner or "").strip(),
-            "account": (account or "").strip(),
-        }
+        filters = {"status": status or "", "kind": kind or "", "owner": owner or "", "account": account or ""}
         listing, problem = None, None
         try:
-            account_id = None
-            if filters["account"]:
-                if not filters["account"].isdigit():
-                    raise InvalidParam("'account' must be an account id (a number)", param="account")
-                account_id = int(filters["account"])
+            filters, wanted = _job_filters(status, kind, owner, account)
             listing = await find_jobs(
-                services,
-                status=filters["status"] or None,
-                kind=filters["kind"] or None,
-                account_id=account_id,
-                owner=filters["owner"] or None,
-                before=(before or "").strip() or None,
-                limit=JOBS_PER_PAGE,
+                services, **wanted, before=(before or "").strip() or None, limit=JOBS_PER_PAGE
             )
         except GatewayError as exc:
             problem = Problem("filter", exc)
@@ -616,6 +621,8 @@ class ConsoleController(Controller):
             next_before=listing.next_before if listing else None,
             filters=filters,
             query=urlencode({k: v for k, v in filters.items() if v}),
+            # The newest jobs: jobs made while the page is open join it.
+            live=problem is None and not (before or "").strip(),
             problem=problem,
             statuses=_status_choices(),
             kinds=JOB_KINDS,
@@ -628,18 +635,44 @@ class ConsoleController(Controller):
         services: NamedDependency[Resources],
         channels: NamedDependency[ChannelsPlugin],
         ids: FromQuery[str] = "",
+        live: FromQuery[bool] = False,
+        status: FromQuery[str | None] = None,
+        kind: FromQuery[str | None] = None,
+        owner: FromQuery[str | None] = None,
+        account: FromQuery[str | None] = None,
     ) -> ServerSentEvent:
-        """Events (``job``: a JobEvent as JSON) of the listed jobs until each has ended, then ``end``."""
+        """Events (``job``: a JobEvent as JSON) of the listed jobs until each has ended, then ``end``.
+
+        ``live``: jobs created meanwhile that the filters match come as ``created`` (``{"job_id"}``) and are
+        followed too, from the ``listening`` event on; the stream then lasts until the page closes it.
+        """
         job_ids = [job_id for job_id in ids.split(",") if job_id]
-        if not 1 <= len(job_ids) <= MAX_FOLLOWED or not all(JOB_ID.fullmatch(j) for j in job_ids):
-            raise InvalidParam(f"'ids' takes 1 to {MAX_FOLLOWED} job ids, comma-separated", param="ids")
+        fewest = 0 if live else 1
+        if not fewest <= len(job_ids) <= MAX_FOLLOWED or not all(JOB_ID.fullmatch(j) for j in job_ids):
+            raise InvalidParam(
+                f"'ids' takes {fewest} to {MAX_FOLLOWED} job ids, comma-separated", param="ids"
+            )
+        listed = None
+        if live:
+            where = job_filter(**_job_filters(status, kind, owner, account)[1])
+
+            async def is_listed(job_id: str) -> bool:
+                return await job_listed(services, job_id, where)
+
+            listed = is_listed
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
-            events = follow_many(channels, services, job_ids)
+            events = follow_many(channels, services, job_ids, listed=listed, most=MAX_FOLLOWED)
             keepalive_s = services.settings.sse_keepalive_s
             async for event in with_heartbeat(events, keepalive_s, stream="console_jobs"):
                 if event is None:
                     yield ServerSentEventMessage(comment="keep-alive")
+                elif isinstance(event, Listening):
+                    yield ServerSentEventMessage(data="{}", event="listening")
+                elif isinstance(event, NewJob):
+                    yield ServerSentEventMessage(
+                        data=msgspec.json.encode({"job_id": event.job_id}).decode(), event="created"
+                    )
                 else:
                     yield ServerSentEventMessage(data=encode_event(event).decode(), event="job")
             yield ServerSentEventMessage(data="{}", event="end")
@@ -648,10 +681,15 @@ class ConsoleController(Controller):
 
     @get("/jobs/{job_id:str}/row")
     async def job_row(
-        self, request: Request, services: NamedDependency[Resources], job_id: FromPath[str]
+        self,
+        request: Request,
+        services: NamedDependency[Resources],
+        job_id: FromPath[str],
+        new: FromQuery[bool] = False,
     ) -> Response:
+        """A job's table row; ``new``: with the hidden detail row that goes with it (a job added live)."""
         job = await job_detail(services, job_id)
-        return _render(request, "job_row.html", **_job_context(job, services))
+        return _render(request, "job_new.html" if new else "job_row.html", **_job_context(job, services))
 
     @get("/jobs/{job_id:str}")
     async def job(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 import secrets
 import time
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from api.video_requests import (
     fingerprint,
     read_fields,
     reference_image,
+    start_jobs,
 )
 from api.watch import wait_until_done
 from shared.errors import Conflict, GatewayError, InvalidParam
@@ -34,8 +34,6 @@ from shared.modelids import parse_model, resolve_image_params
 from shared.models import Job, JobState
 from shared.prompts import extract_style
 from shared.resources import Resources
-
-log = logging.getLogger("api.images")
 
 
 class ImageRequest(msgspec.Struct):
@@ -134,11 +132,7 @@ async def submit_images(
                 code="idempotency_key_reused",
             ) from None
         return await services.jobs.in_group(existing.group_id)
-    for job in jobs:
-        try:
-            await asyncio.to_thread(services.enqueue.submit, job.id)
-        except Exception:
-            log.exception("enqueue of %s failed; the sweeper will retry it", job.id)
+    await start_jobs(services, *(job.id for job in jobs))
     return jobs
 
 

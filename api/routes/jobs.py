@@ -126,6 +126,35 @@ class JobController(Controller):
 # What these routes do, also called by the console (api/routes/console.py).
 
 
+def job_filter(
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    account_id: int | None = None,
+    owner: str | None = None,
+) -> list[sa.ColumnElement[bool]]:
+    """The conditions of a job list's filters (none: every job)."""
+    where: list[sa.ColumnElement[bool]] = []
+    if status:
+        where.append(Job.state.in_(_state_filter(status)))
+    if kind:
+        if kind not in KINDS:
+            raise InvalidParam(f"'kind' must be one of {', '.join(KINDS)}", param="kind")
+        where.append(Job.kind == kind)
+    if account_id is not None:
+        where.append(Job.account_id == account_id)
+    if owner:
+        where.append(Job.owner == owner)
+    return where
+
+
+async def job_listed(services: Resources, job_id: str, where: list[sa.ColumnElement[bool]]) -> bool:
+    """Whether a job is one a list with these filters shows."""
+    async with services.sessions() as session:
+        found = await session.execute(sa.select(Job.id).where(Job.id == job_id, *where))
+        return found.scalar_one_or_none() is not None
+
+
 async def find_jobs(
     services: Resources,
     *,
@@ -136,17 +165,7 @@ async def find_jobs(
     before: str | None = None,
     limit: int = 50,
 ) -> AdminJobList:
-    query = sa.select(Job)
-    if status:
-        query = query.where(Job.state.in_(_state_filter(status)))
-    if kind:
-        if kind not in KINDS:
-            raise InvalidParam(f"'kind' must be one of {', '.join(KINDS)}", param="kind")
-        query = query.where(Job.kind == kind)
-    if account_id is not None:
-        query = query.where(Job.account_id == account_id)
-    if owner:
-        query = query.where(Job.owner == owner)
+    query = sa.select(Job).where(*job_filter(status=status, kind=kind, account_id=account_id, owner=owner))
     if before:
         async with services.sessions() as session:
             anchor: datetime | None = (

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -20,15 +18,13 @@ from api import bounds
 from api.auth import client_guard
 from api.character_requests import plan_video_character
 from api.schemas import Task, Video, VideoDeleted, VideoList, task_of, video_of
-from api.video_requests import discard_inputs, flag, plan_video_job, read_fields
+from api.video_requests import discard_inputs, flag, plan_video_job, read_fields, start_jobs
 from api.watch import follow, wait_until_done, with_heartbeat
 from shared.errors import Conflict, GatewayError, InvalidParam, NotFound
 from shared.events import encode as encode_event
 from shared.jobs import JOB_ID
 from shared.models import Job, JobState
 from shared.resources import Resources
-
-log = logging.getLogger("api.videos")
 
 POST_ID = re.compile(r"s_[0-9a-f]{32}")
 
@@ -103,12 +99,7 @@ async def submit_video(
         if character is not None:
             await services.jobs.insert_group([character])
         # A job that waits for the other one only checks and returns; the first of the two starts.
-        for job_id in (stored.id, *([character.id] if character is not None else [])):
-            try:
-                await asyncio.to_thread(services.enqueue.submit, job_id)
-            except Exception:
-                # The row is committed: the sweeper sends the job again, so the client still gets its 200.
-                log.exception("enqueue of %s failed; the sweeper will retry it", job_id)
+        await start_jobs(services, stored.id, *([character.id] if character is not None else []))
     if hold:
         await wait_until_done(channels, services, stored.id, services.settings.sync_wait_s)
         stored = await services.jobs.get(stored.id) or stored

@@ -137,13 +137,15 @@ def test_an_operator_watches_a_job_complete_live(stack: Stack, page: Page) -> No
     assert seeded["access_token"] not in page.content()  # shown masked
     shot(page, "accounts")
 
-    # A job started through the API; the simulator's clock stands still, so it stays running.
-    video = stack.create_video(prompt="a red fox crossing the console")
-    stack.wait_video(video["id"], until=("in_progress",))
+    # The jobs page is open when a job is started through the API: its row joins the table, and follows
+    # it. The simulator's clock stands still, so the job stays running until it is moved on.
     page.get_by_role("link", name="Jobs", exact=True).click()
-    job_row = page.locator(f"#job-{video['id']}")
-    expect(job_row.locator("[data-field=status]")).to_have_text("in_progress")
+    expect(page.locator("table.jobs[data-listening]")).to_have_count(1)
     page.evaluate("window.sameDocument = 'yes'")
+    video = stack.create_video(prompt="a red fox crossing the console")
+    job_row = page.locator(f"#job-{video['id']}")
+    expect(job_row.locator("[data-field=status]")).to_have_text("in_progress", timeout=WAIT_MS)
+    expect(page.locator("td.empty")).to_have_count(0)
     shot(page, "jobs-running")
 
     # Time moves on upstream; the row follows the job's events to the end, in the same document.

@@ -710,6 +710,41 @@ async def test_the_row_endpoint_renders_a_finished_row(console: Console, db: Dat
     assert row.status_code == 200 and 'data-status="completed"' in row.text and "100%" in row.text
 
 
+async def test_a_new_job_is_announced_and_its_row_comes_with_its_detail_row(
+    console: Console, settings: Settings
+) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(Keys(settings.redis_prefix).jobs_created_channel())
+    try:
+        await pubsub.get_message(timeout=1)  # the subscription's confirmation
+        made = await console.client.post("/v1/videos", json={"prompt": "announced"}, headers=CLIENT)
+        job_id = made.json()["id"]
+        announced = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None and message["data"].decode() == job_id:
+                announced = job_id
+                break
+        assert announced == job_id
+    finally:
+        await pubsub.aclose()
+        await redis.aclose()
+    row = await console.get(f"/console/jobs/{job_id}/row", params={"new": "true"}, htmx=True)
+    assert row.status_code == 200
+    assert f'id="job-{job_id}"' in row.text and f'id="detail-{job_id}"' in row.text
+    assert "data-open" in row.text  # followed until it ends
+
+
+async def test_the_newest_jobs_page_listens_for_new_jobs_an_older_page_does_not(console: Console) -> None:
+    newest = await console.get("/console/jobs", params={"kind": "video"})
+    assert 'data-live="kind=video"' in newest.text
+    job = (await console.client.post("/v1/videos", json={"prompt": "anchor"}, headers=CLIENT)).json()["id"]
+    older = await console.get("/console/jobs", params={"before": job})
+    assert older.status_code == 200 and "data-live" not in older.text
+
+
 async def test_the_events_stream_relays_the_listed_jobs_until_they_end(
     console: Console, settings: Settings
 ) -> None:
@@ -757,6 +792,9 @@ async def test_the_events_stream_wants_job_ids(console: Console) -> None:
     for ids in ("", "not-a-job", ",".join(["video_" + "0" * 32] * 101)):
         answer = await console.get("/console/jobs/events", params={"ids": ids})
         assert answer.status_code == 400 and "&#39;ids&#39; takes 1 to 100 job ids" in answer.text
+    many = ",".join(["video_" + "0" * 32] * 101)
+    answer = await console.get("/console/jobs/events", params={"ids": many, "live": "true"})
+    assert answer.status_code == 400 and "&#39;ids&#39; takes 0 to 100 job ids" in answer.text
     unknown = await console.get("/console/jobs/events", params={"ids": "video_" + "0" * 32})
     assert unknown.status_code == 200 and unknown.text.replace("\r\n", "\n").strip() == "event: end\ndata: {}"
 

@@ -17,6 +17,8 @@
   }
 
   // One EventSource for every running job the page lists; the server ends it when they have all ended.
+  // On the newest jobs (data-live: the page's filters), jobs made meanwhile join the table as they come,
+  // and the stream lasts as long as the page.
   function follow() {
     if (source) {
       source.close();
@@ -25,21 +27,52 @@
     const table = document.querySelector("table[data-events]");
     if (!table) return;
     const ids = Array.from(table.querySelectorAll("tr[data-job][data-open]"), (row) => row.dataset.job);
-    if (ids.length === 0) return;
-    source = new EventSource(table.dataset.events + "?ids=" + encodeURIComponent(ids.join(",")));
+    const live = table.dataset.live;
+    if (ids.length === 0 && live === undefined) return;
+    let url = table.dataset.events + "?ids=" + encodeURIComponent(ids.join(","));
+    if (live !== undefined) url += "&live=true" + (live ? "&" + live : "");
+    source = new EventSource(url);
     source.addEventListener("job", (message) => update(JSON.parse(message.data)));
+    source.addEventListener("created", (message) => add(table, JSON.parse(message.data).job_id));
+    source.addEventListener("listening", () => {
+      table.dataset.listening = "";
+    });
     source.addEventListener("end", () => {
       source.close();
       source = null;
     });
   }
 
+  // Events that came before their new row did, applied once it is in the table.
+  const early = new Map();
+
+  function add(table, jobId) {
+    if (document.getElementById("job-" + jobId)) return;
+    const body = table.tBodies[0];
+    htmx
+      .ajax("GET", "/console/jobs/" + encodeURIComponent(jobId) + "/row?new=true", {
+        target: body,
+        swap: "afterbegin",
+      })
+      .then(() => {
+        const empty = body.querySelector("td.empty");
+        if (empty) empty.parentElement.remove();
+        const event = early.get(jobId);
+        early.delete(jobId);
+        if (event) update(event);
+      });
+  }
+
   function update(event) {
+    const row = document.getElementById("job-" + event.job_id);
+    if (!row) {
+      const held = early.get(event.job_id);
+      if (!held || held.seq < event.seq) early.set(event.job_id, event);
+      return;
+    }
     const seen = lastSeq.get(event.job_id);
     if (seen !== undefined && event.seq <= seen) return;
     lastSeq.set(event.job_id, event.seq);
-    const row = document.getElementById("job-" + event.job_id);
-    if (!row) return;
     const status = row.querySelector("[data-field=status]");
     status.textContent = event.status;
     status.className = "badge " + event.status;
