@@ -12,6 +12,16 @@ from sqlmodel import Field, SQLModel
 from shared.timeutil import utcnow
 
 
+# Plain functions, not the builtins: pydantic inspects a default factory's signature on every model
+# construction, and for `dict` and `list` that means parsing a text signature (a quarter of a Job's cost).
+def _empty_dict() -> dict[str, Any]:
+    return {}
+
+
+def _empty_list() -> list[Any]:
+    return []
+
+
 def _ts(nullable: bool = True, **kw: Any) -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, **kw))
 
@@ -95,7 +105,7 @@ class Account(SQLModel, table=True):
     refresh_not_before: datetime | None = _ts()
     # What the onboarding/test calls could not learn, by call: {"me": "…", "nf_check": "…"}.
     check_errors: dict[str, str] = Field(
-        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+        default_factory=_empty_dict, sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     )
     last_checked_at: datetime | None = _ts()
     last_used_at: datetime | None = _ts()
@@ -137,7 +147,7 @@ class Job(SQLModel, table=True):
     size: str = Field(sa_column=Column(Text, nullable=False))
     # What the upstream call needs (orientation, n_frames, upstream model/size, style, prompt as sent).
     params: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+        default_factory=_empty_dict, sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     )
     user_metadata: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     remixed_from_video_id: str | None = Field(default=None, sa_column=Column(Text))
@@ -160,7 +170,7 @@ class Job(SQLModel, table=True):
     error_message: str | None = Field(default=None, sa_column=Column(Text))
     # One entry per upstream attempt: {"at", "account_id", "error_class", "message"}.
     attempts: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+        default_factory=_empty_list, sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
     )
 
     created_at: datetime = Field(
