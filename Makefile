@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 ENV_FILE := $(if $(wildcard .env),--env-file .env,)
 RUN := $(UV) run --frozen $(ENV_FILE)
 
-.PHONY: help setup run test test-fast lint fmt migrate api worker beat flower sim clean bench-sse
+.PHONY: help setup run test test-fast lint fmt migrate api worker beat flower sim clean bench bench-quick bench-sse
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,12 @@ flower: setup ## Flower, the Celery dashboard, on $$FLOWER_PORT (default 5555)
 
 sim: setup ## the bundled Sora simulator on $$SIM_PORT (default 8765)
 	@$(RUN) python -m dev.procs sim
+
+bench: setup ## every benchmark scenario at full size (ARGS=… for options); results in bench/results/
+	@$(UV) run --frozen python -m bench $(ARGS)
+
+bench-quick: setup ## every benchmark scenario at small sizes (python -m bench --quick)
+	@$(UV) run --frozen python -m bench --quick $(ARGS)
 
 bench-sse: setup ## SSE fan-out benchmark: STREAMS concurrent event streams (default 2000) on one API process
 	@$(UV) run --frozen python -m bench.sse_fanout --streams $${STREAMS:-2000} --jobs $${JOBS:-30}

@@ -33,6 +33,25 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _redis_connections(pid: int, port: int) -> int:
+    """Established TCP connections from the process to Redis (other clients of the server aside)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == "01" and fields[9] in inodes:
+                count += 1
+    return count
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -66,7 +85,10 @@ async def _follow(
 
 async def _run(stack: Stack, streams: int, jobs: int) -> dict:
     redis_client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    redis_port = redis_client.connection_pool.connection_kwargs.get("port", 6379)
+    api_pid = stack.procs["api"].pid
     clients_before = len(redis_client.client_list())
+    api_before = _redis_connections(api_pid, redis_port)
     ids = [stack.create_video(prompt=f"fan-out {i}")["id"] for i in range(jobs)]
     latencies: list[float] = []
     opened: list[int] = []
@@ -91,6 +113,7 @@ async def _run(stack: Stack, streams: int, jobs: int) -> dict:
         await asyncio.wait_for(ready.wait(), timeout=180)
         open_after = time.monotonic() - started
         clients_open = len(redis_client.client_list())
+        api_open = _redis_connections(api_pid, redis_port)
         pubsub_open = len(redis_client.client_list(_type="pubsub"))
         await asyncio.gather(*tasks, return_exceptions=True)
     redis_client.close()
@@ -103,10 +126,39 @@ async def _run(stack: Stack, streams: int, jobs: int) -> dict:
         "latency_p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
         "latency_mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
         "api_peak_rss_mb": round(_peak_rss_mb(stack.procs["api"].pid), 1),
+        "api_redis_connections_before": api_before,
+        "api_redis_connections_while_open": api_open,
         "redis_clients_before": clients_before,
         "redis_clients_while_open": clients_open,
         "redis_pubsub_clients_while_open": pubsub_open,
+        # Every 1/200th quantile, for the chart.
+        "latencies_ms": [round(_percentile(latencies, q / 200) * 1000, 2) for q in range(201)]
+        if latencies
+        else [],
     }
+
+
+def run(
+    services: Services, streams: int, jobs: int, *, time_scale: float = 0.3, poll_interval: float = 1.0
+) -> dict:
+    """A stack of its own with ``jobs`` jobs followed by ``streams`` streams; the figures as a dict."""
+    accounts = max(1, -(-jobs // 3))
+    # Slow enough simulated time that every stream is open before the jobs progress.
+    stack = Stack(services, "bench-sse", time_scale=time_scale, poll_interval=poll_interval)
+    try:
+        stack.start()
+        for _ in range(accounts):
+            stack.add_account(plan="chatgpt_pro")
+        return asyncio.run(_run(stack, streams, jobs))
+    finally:
+        stack.stop()
+
+
+def run_on(stack: Stack, streams: int, jobs: int) -> dict:
+    """The same on another scenario's running stack (its worker and beat up), with accounts of its own."""
+    for _ in range(max(1, -(-jobs // 3))):
+        stack.add_account(plan="chatgpt_pro")
+    return asyncio.run(_run(stack, streams, jobs))
 
 
 def main() -> None:
@@ -117,17 +169,11 @@ def main() -> None:
     args = parser.parse_args()
 
     services = Services()
-    accounts = max(1, -(-args.jobs // 3))
-    # Slow enough simulated time that every stream is open before the jobs progress.
-    stack = Stack(services, "bench-sse", time_scale=0.3, poll_interval=1.0)
     try:
-        stack.start()
-        for _ in range(accounts):
-            stack.add_account(plan="chatgpt_pro")
-        result = asyncio.run(_run(stack, args.streams, args.jobs))
+        result = run(services, args.streams, args.jobs)
     finally:
-        stack.stop()
         services.close()
+    result.pop("latencies_ms", None)
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")

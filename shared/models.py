@@ -105,7 +105,8 @@ class Account(SQLModel, table=True):
     refresh_not_before: datetime | None = _ts()
     # What the onboarding/test calls could not learn, by call: {"me": "…", "nf_check": "…"}.
     check_errors: dict[str, str] = Field(
-        default_factory=_empty_dict, sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+        default_factory=_empty_dict,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     )
     last_checked_at: datetime | None = _ts()
     last_used_at: datetime | None = _ts()
@@ -147,7 +148,8 @@ class Job(SQLModel, table=True):
     size: str = Field(sa_column=Column(Text, nullable=False))
     # What the upstream call needs (orientation, n_frames, upstream model/size, style, prompt as sent).
     params: dict[str, Any] = Field(
-        default_factory=_empty_dict, sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+        default_factory=_empty_dict,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     )
     user_metadata: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     remixed_from_video_id: str | None = Field(default=None, sa_column=Column(Text))
@@ -170,7 +172,8 @@ class Job(SQLModel, table=True):
     error_message: str | None = Field(default=None, sa_column=Column(Text))
     # One entry per upstream attempt: {"at", "account_id", "error_class", "message"}.
     attempts: list[dict[str, Any]] = Field(
-        default_factory=_empty_list, sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+        default_factory=_empty_list,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     )
 
     created_at: datetime = Field(

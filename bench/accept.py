@@ -1,0 +1,190 @@
+"""Scenario 1, accept: POST /v1/videos from many concurrent clients against one and two API processes.
+
+Two load shapes per API count: saturation (closed loop: ``concurrency`` clients each sending the next
+request when the last one answers), then a fixed offered rate (open loop: each request is due at its slot
+and its latency counts from that slot, so a server that falls behind is charged for the queue it builds).
+No worker runs, so the API, Postgres and Redis are what is measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from dataclasses import dataclass
+
+import httpx
+import redis
+
+from bench.common import add_accounts, percentile, query, spawn, stop, tree_pids, wait_http
+from shared import names
+from tests.e2e.stack import Stack, free_port
+from tests.infra import Services
+
+BODY = {"model": "sora-2", "prompt": "a red fox running through fresh snow", "seconds": "10"}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class AcceptConfig:
+    rate: float
+    concurrency: int
+    duration: float
+    warmup: float
+    api_processes: tuple[int, ...] = (1, 2)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+class Load:
+    def __init__(self, urls: list[str], headers: dict[str, str], connections: int) -> None:
+        self._urls = itertools.cycle(urls)
+        self._headers = headers
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self.http = httpx.AsyncClient(timeout=30, limits=limits)
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    async def _one(self, due: float) -> None:
+        try:
+            response = await self.http.post(next(self._urls), json=BODY, headers=self._headers)
+            ok = response.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        if ok:
+            self.latencies.append(time.perf_counter() - due)
+        else:
+            self.errors += 1
+
+    async def open_loop(self, rate: float, duration: float) -> float:
+        start = time.perf_counter()
+        tasks = []
+        for i in range(int(rate * duration)):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self._one(due)))
+        # A server far below the offered rate would take minutes to drain the queue: what is not answered
+        # within one more duration counts as an error.
+        _, late = await asyncio.wait(tasks, timeout=max(1.0, duration))
+        for task in late:
+            task.cancel()
+        self.errors += len(late)
+        return time.perf_counter() - start
+
+    async def closed_loop(self, concurrency: int, duration: float) -> float:
+        start = time.perf_counter()
+        end = start + duration
+
+        async def client() -> None:
+            while time.perf_counter() < end:
+                await self._one(time.perf_counter())
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return time.perf_counter() - start
+
+    def reset(self) -> None:
+        self.latencies = []
+        self.errors = 0
+
+
+def _summary(
+    load: Load, elapsed: float, cpu: float, mode: str, processes: int, offered: float | None
+) -> dict:
+    done = len(load.latencies)
+    return {
+        "api_processes": processes,
+        "mode": mode,
+        "offered_rps": offered,
+        "requests": done,
+        "errors": load.errors,
+        "rps": round(done / elapsed, 1),
+        "p50_ms": round(percentile(load.latencies, 0.50) * 1000, 1),
+        "p95_ms": round(percentile(load.latencies, 0.95) * 1000, 1),
+        "p99_ms": round(percentile(load.latencies, 0.99) * 1000, 1),
+        "api_cpu_ms_per_request": round(cpu * 1000 / done, 2) if done else None,
+    }
+
+
+async def measure_urls(
+    stack: Stack, urls: list[str], api_pids: list[int], config: AcceptConfig
+) -> list[dict]:
+    processes = len(urls)
+    rows = []
+    connections = max(config.concurrency, 256)
+    load = Load(urls, stack.client_headers(), connections)
+    try:
+        await load.closed_loop(min(config.concurrency, 16), config.warmup)
+        for mode in ("saturation", "fixed"):
+            # What the previous phase left queued in the server is not this phase's to pay for.
+            await asyncio.sleep(min(1.0, config.duration))
+            load.reset()
+            cpu_before = _cpu_seconds(api_pids)
+            if mode == "fixed":
+                elapsed = await load.open_loop(config.rate, config.duration)
+            else:
+                elapsed = await load.closed_loop(config.concurrency, config.duration)
+            cpu = _cpu_seconds(api_pids) - cpu_before
+            offered = config.rate if mode == "fixed" else None
+            rows.append(_summary(load, elapsed, cpu, mode, processes, offered))
+    finally:
+        await load.http.aclose()
+    return rows
+
+
+def measure(stack: Stack, config: AcceptConfig) -> list[dict]:
+    """Runs on a stack whose simulator and API are up and no worker runs; the extra API processes it starts
+    are stopped again, and the jobs it created are discarded, so the stack can be used on."""
+    asyncio.run(add_accounts(stack, 1))
+    urls = [f"{stack.api_url}/v1/videos"]
+    extra: list[str] = []
+    rows: list[dict] = []
+    try:
+        for processes in sorted(config.api_processes):
+            while len(urls) < processes:
+                port = free_port()
+                key = f"api{len(urls) + 1}"
+                spawn(stack, key, "api", env={"PORT": str(port)})
+                extra.append(key)
+                wait_http(f"http://127.0.0.1:{port}/readyz")
+                urls.append(f"http://127.0.0.1:{port}/v1/videos")
+            pids = [
+                pid for key in ["api", *extra[: processes - 1]] for pid in tree_pids(stack.procs[key].pid)
+            ]
+            rows += asyncio.run(measure_urls(stack, urls[:processes], pids, config))
+    finally:
+        for key in extra:
+            stop(stack, key)
+    _discard(stack)
+    return rows
+
+
+def _discard(stack: Stack) -> None:
+    """Drops the accepted jobs, their submit messages and the pool, as if this scenario had never run."""
+    query(stack, "DELETE FROM jobs WHERE state = 'queued'")
+    query(stack, "UPDATE accounts SET enabled = false")
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    try:
+        client.delete(f"{stack.env['REDIS_PREFIX']}{names.QUEUE_SUBMIT}")
+    finally:
+        client.close()
+
+
+def run(services: Services, config: AcceptConfig) -> list[dict]:
+    stack = Stack(services, "bench-accept")
+    try:
+        stack.start("sim", "api")
+        return measure(stack, config)
+    finally:
+        stack.stop()
