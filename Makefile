@@ -21,8 +21,9 @@ setup: ## install uv if missing and sync the environment from uv.lock
 run: setup ## everything at once: migrate, then simulator, API, worker, beat and Flower in one terminal
 	@$(UV) run --frozen python -m dev.run
 
-# Two pytest processes (TEST_PROCESSES), each taking whole modules: a module's stack is started once.
-TEST_PROCESSES ?= 2
+# Three pytest processes (TEST_PROCESSES), each taking whole modules (a module's stack starts once); the
+# end-to-end modules mostly wait, so three keep two cores busier than two do.
+TEST_PROCESSES ?= 3
 
 test: setup ## the whole suite (unit, integration, end-to-end) against real Postgres, Redis and Celery
 	@$(UV) run --frozen pytest -n $(TEST_PROCESSES) --dist loadfile

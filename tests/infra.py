@@ -81,6 +81,7 @@ class Services:
             self.redis_url = self._container_redis()
         self.prefix = f"t{secrets.token_hex(4)}:"
         self._databases: list[str] = []
+        self._template: str | None = None
 
     def _require_docker(self, what: str) -> None:
         if not _docker_answers():
@@ -110,10 +111,26 @@ class Services:
         return _plain(url)
 
     def create_database(self) -> str:
-        """A new, migrated database; returns its SQLAlchemy URL."""
-        name, url = create_migrated_database(self.pg_url)
+        """A new database at the migrations' head; returns its SQLAlchemy URL.
+
+        The migrations run once per test process, into a template; every database after that is a copy of
+        it (``CREATE DATABASE … TEMPLATE``), which takes milliseconds instead of an Alembic run.
+        """
+        if self._template is None:
+            self._template, _ = create_migrated_database(self.pg_url)
+            self._databases.append(self._template)
+        name = f"sg_test_{secrets.token_hex(5)}"
+
+        async def copy(template: str) -> None:
+            connection = await asyncpg.connect(self._plain(self.pg_url))
+            try:
+                await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            finally:
+                await connection.close()
+
+        asyncio.run(copy(self._template))
         self._databases.append(name)
-        return url
+        return urlunsplit(urlsplit(self.pg_url)._replace(path=f"/{name}"))
 
     def close(self) -> None:
         async def drop() -> None:
