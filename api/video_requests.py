@@ -8,7 +8,6 @@ checked now and fetched by the worker).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -37,6 +36,8 @@ from shared.resources import Resources
 log = logging.getLogger("api.requests")
 _ERROR_PATH = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
 Typed = TypeVar("Typed", bound=msgspec.Struct)
+# How long the API trusts "some account can make this" before asking Postgres again (a no is never kept).
+CAPABLE_TRUSTED_S = 5.0
 # Where a reference image may come from, in order of preference (aliases of the dialects).
 _IMAGE_FIELDS = (
     "input_reference",
@@ -198,21 +199,16 @@ async def stage_image(resources: Resources, job_id: str, image: InputImage) -> d
 
 
 async def start_jobs(resources: Resources, *job_ids: str) -> None:
-    """Sends committed jobs to the workers and announces them to live job lists (the console).
+    """Sends committed jobs to the workers and announces them to live job lists (the console), batched with
+    the other requests of the moment (``shared.admission``).
 
     Neither may fail the create: a job whose message was lost is sent again by the sweeper, and an
     announcement is only a convenience for a page that is open.
     """
-    for job_id in job_ids:
-        try:
-            await asyncio.to_thread(resources.enqueue.submit, job_id)
-        except Exception:
-            log.exception("enqueue of %s failed; the sweeper will retry it", job_id)
-    for job_id in job_ids:
-        try:
-            await resources.publisher.announce(job_id)
-        except Exception:
-            log.warning("could not announce the new job %s", job_id, exc_info=True)
+    try:
+        await resources.admission.start(job_ids)
+    except Exception:
+        log.exception("enqueue of %s failed; the sweeper will retry it", ", ".join(job_ids))
 
 
 async def discard_inputs(resources: Resources, *ids: str) -> None:
@@ -226,7 +222,7 @@ async def discard_inputs(resources: Resources, *ids: str) -> None:
 
 async def ensure_capable(resources: Resources, kind: str, *, requires_pro: bool) -> None:
     """Refuses at once what no account could ever make, rather than queueing it until its deadline."""
-    if await resources.pool.any_capable(kind, requires_pro=requires_pro):
+    if await resources.pool.any_capable(kind, requires_pro=requires_pro, trust_yes_for=CAPABLE_TRUSTED_S):
         return
     if requires_pro:
         message = "No account in the pool has a Pro plan, which pro models, HD sizes and 25 s videos need"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -65,6 +66,8 @@ class Pool:
         self._sessions = sessions
         self.leases = leases
         self._box = box
+        # (kind, requires_pro) → until when a yes from any_capable holds (monotonic clock).
+        self._capable: dict[tuple[str, bool], float] = {}
 
     async def lease(
         self,
@@ -143,14 +146,26 @@ class Pool:
             )
             return int(result.scalar_one()) > 0
 
-    async def any_capable(self, kind: str, *, requires_pro: bool) -> bool:
-        """Could any account ever serve this (enabled, plan fits), ignoring passing states like cooldowns?"""
+    async def any_capable(self, kind: str, *, requires_pro: bool, trust_yes_for: float = 0.0) -> bool:
+        """Could any account ever serve this (enabled, plan fits), ignoring passing states like cooldowns?
+
+        ``trust_yes_for``: a yes is remembered this many seconds (a no never is, so an account added to an
+        empty pool counts at once). The API passes it: asked on every create, the count was a third of a
+        create's cost, and a pool that loses its last capable account meanwhile only queues a few seconds
+        more jobs, which wait for an account or their deadline like any other.
+        """
+        now = time.monotonic()
+        if self._capable.get((kind, requires_pro), 0.0) > now:
+            return True
         conditions = [Account.enabled.is_(True), _LIMIT_COLUMN[kind] > 0]
         if requires_pro:
             conditions.append(Account.plan_type.in_(PRO_PLANS))
         async with self._sessions() as session:
             result = await session.execute(sa.select(sa.func.count()).select_from(Account).where(*conditions))
-            return int(result.scalar_one()) > 0
+            capable = int(result.scalar_one()) > 0
+        if capable and trust_yes_for > 0:
+            self._capable[(kind, requires_pro)] = now + trust_yes_for
+        return capable
 
     async def capacity(self, kind: str) -> int:
         """Total slots of the accounts that could take a job now."""
@@ -166,14 +181,20 @@ class Pool:
         async with self._sessions() as session:
             return await session.get(Account, account_id)
 
+    def forget_capable(self) -> None:
+        """Drops the remembered yes answers of ``any_capable`` (the pool changed)."""
+        self._capable.clear()
+
     async def update(self, account_id: int, **values: Any) -> None:
         values.setdefault("updated_at", utcnow())
+        self.forget_capable()
         async with self._sessions() as session:
             await session.execute(sa.update(Account).where(Account.id == account_id).values(**values))
             await session.commit()
 
     async def store(self, account_id: int, **values: Any) -> Account | None:
         """Applies ``values`` and returns the account as it is now (None if it is gone)."""
+        self.forget_capable()
         async with self._sessions() as session:
             result = await session.execute(
                 sa.update(Account)

@@ -16,13 +16,14 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.admission import Admission
 from shared.db import create_engine, create_sessionmaker
 from shared.events import Publisher
 from shared.jobs import JobRepo
 from shared.leases import Leases
 from shared.names import Keys
 from shared.pool import Pool
-from shared.queue import Enqueuer
+from shared.queue import Enqueuer, SubmitMessages
 from shared.secrets import SecretBox
 from shared.settings import Settings
 from shared.sora.client import SoraClient
@@ -55,6 +56,8 @@ class Resources:
     sora: SoraClient
     storage: Storage
     enqueue: Enqueuer
+    # Batched inserts and submit messages for the API's creates.
+    admission: Admission
     # Signs download links (Video.data[].url).
     url_key: str
 
@@ -65,6 +68,7 @@ class Resources:
         redis = redis_client(settings.redis_url, socket_timeout=10)
         keys = Keys(settings.redis_prefix)
         box = SecretBox(settings.encryption_key)
+        jobs = JobRepo(sessions)
         return cls(
             settings=settings,
             engine=engine,
@@ -72,12 +76,13 @@ class Resources:
             redis=redis,
             keys=keys,
             box=box,
-            jobs=JobRepo(sessions),
+            jobs=jobs,
             pool=Pool(sessions, Leases(redis, keys, settings.lease_ttl_s), box),
             publisher=Publisher(redis, keys),
             sora=SoraClient(settings),
             storage=create_storage(settings),
             enqueue=Enqueuer(celery),
+            admission=Admission(engine, redis, keys, jobs, SubmitMessages(celery)),
             url_key=settings.url_signing_key
             or hashlib.sha256(b"download-urls:" + settings.encryption_key.encode()).hexdigest(),
         )

@@ -35,7 +35,7 @@ async def submit_character(
     job = await plan_character_job(
         fields, owner=request.state.owner, idempotency_key=idempotency_key, resources=services
     )
-    stored, created = await services.jobs.insert(job)
+    stored, created = await services.admission.insert(job)
     if not created:
         await discard_inputs(services, job.id)  # a repeated create: the stored job has its own video
     if not created and stored.request_hash != job.request_hash:

@@ -540,6 +540,7 @@ async def remove_account(services: Resources, account_id: int, *, force: bool = 
             )
         await session.execute(sa.delete(Account).where(Account.id == account_id))
         await session.commit()
+    services.pool.forget_capable()
     return Deleted(id=account_id)
 
 

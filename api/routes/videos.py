@@ -85,7 +85,7 @@ async def submit_video(
         raise
     if character is not None:
         _chain(job, character, services.settings.job_deadline_s)
-    stored, created = await services.jobs.insert(job)
+    stored, created = await services.admission.insert(job)
     if not created:
         # A repeated create answers the stored job: what this one staged is not needed.
         await discard_inputs(services, job.id, *([character.id] if character is not None else []))

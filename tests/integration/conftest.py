@@ -19,8 +19,10 @@ ADMIN = {"Authorization": "Bearer admin-test"}
 POOL_TOKEN = "integration-pool-account-token"
 
 
-async def set_pool_plan(settings: Settings, plan: str | None) -> None:
-    """The pool of these tests: one account (no worker runs here, so it is never called)."""
+async def set_pool_plan(settings: Settings, plan: str | None, client: AsyncTestClient | None = None) -> None:
+    """The pool of these tests: one account (no worker runs here, so it is never called). Written straight
+    to Postgres, as an operator's SQL would be: ``client``'s app is told, as it would otherwise trust what
+    it last heard for a few seconds (``Pool.any_capable``)."""
     engine = create_engine(settings, pool_size=1)
     try:
         async with create_sessionmaker(engine)() as session:
@@ -38,6 +40,8 @@ async def set_pool_plan(settings: Settings, plan: str | None) -> None:
             await session.commit()
     finally:
         await engine.dispose()
+    if client is not None:
+        client.app.state.services.pool.forget_capable()
 
 
 @pytest.fixture(scope="session", autouse=True)

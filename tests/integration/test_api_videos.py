@@ -283,7 +283,7 @@ async def test_content_download_with_range_and_signed_link(
 async def test_what_no_account_can_make_is_refused_at_once(
     client: AsyncTestClient, settings: Settings
 ) -> None:
-    await set_pool_plan(settings, "chatgpt_plus")
+    await set_pool_plan(settings, "chatgpt_plus", client)
     try:
         for body in ({"model": "sora-2-pro"}, {"seconds": 25}, {"model": "sora-2-pro", "size": "1024x1792"}):
             response = await client.post("/v1/videos", json={"prompt": "needs pro", **body}, headers=CLIENT)

@@ -762,7 +762,7 @@ async def test_a_refused_or_repeated_create_leaves_no_staged_input(
         ),
     ]
     await refused(client, rows, cases)
-    await set_pool_plan(settings, "chatgpt_plus")
+    await set_pool_plan(settings, "chatgpt_plus", client)
     try:
         pro = {"prompt": "a", "input_image": image, "model": "sora-2-pro"}
         await refused(client, rows, [("POST", "/v1/videos", {"json": pro, "headers": CLIENT}, 400, "model")])

@@ -9,7 +9,7 @@ import secrets
 import redis
 
 from shared import names
-from shared.queue import Enqueuer, create_celery
+from shared.queue import Enqueuer, SubmitMessages, create_celery
 from shared.settings import Settings
 
 
@@ -29,6 +29,61 @@ def test_each_task_lands_in_its_own_queue_only(settings: Settings) -> None:
         assert message["headers"]["task"] == "videos.submit"
         assert json.loads(base64.b64decode(message["body"]))[0] == ["video_abc"]
     finally:
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
+        client.close()
+        app.close()
+
+
+def _shape(raw: bytes, job_id: str) -> dict:
+    """A message (body decoded) with what differs from one send to the next (task ids, tags, times,
+    clocks and the job id) blanked."""
+    varying = {"id", "root_id", "correlation_id", "delivery_tag", "uuid", "timestamp", "clock", "pid"}
+
+    def blank(value):
+        if isinstance(value, dict):
+            return {key: "…" if key in varying else blank(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [blank(item) for item in value]
+        return value
+
+    message = json.loads(raw)
+    body = json.loads(base64.b64decode(message["body"]))
+    return json.loads(json.dumps(blank({**message, "body": body})).replace(job_id, "…"))
+
+
+def test_batched_submit_messages_are_what_celery_sends(settings: Settings) -> None:
+    """The API's batched submit messages (one LPUSH for many jobs) against kombu's own publish: the same
+    envelope, headers, body and task-sent event, on the same list and channel."""
+    prefix = f"{settings.redis_prefix}{secrets.token_hex(3)}:"
+    app = create_celery(Settings(redis_url=settings.redis_url, redis_prefix=prefix))
+    client = redis.Redis.from_url(settings.redis_url)
+    events = client.pubsub()
+    events.psubscribe(f"{prefix}*")
+    try:
+        assert events.get_message(timeout=1)["type"] == "psubscribe"
+        Enqueuer(app).submit("video_kombu")
+        theirs = client.rpop(f"{prefix}submit")
+        their_event = events.get_message(timeout=2)
+
+        batch = SubmitMessages(app)
+        queue_key, topic = batch.routes()
+        messages, sent = batch.build(["video_ours", "video_second"])
+        assert (queue_key, topic) == (f"{prefix}submit", their_event["channel"].decode())
+        assert len(messages) == len(sent) == 2
+        # The envelope kombu writes, and the host and process fields it fills in, are the same.
+        assert _shape(messages[0], "video_ours") == _shape(theirs, "video_kombu")
+        assert _shape(sent[0], "video_ours") == _shape(their_event["data"], "video_kombu")
+        ours = json.loads(messages[0])
+        event_body = json.loads(base64.b64decode(json.loads(sent[0])["body"]))
+        assert event_body["uuid"] == ours["headers"]["id"] and event_body["type"] == "task-sent"
+        # Every message its own task id and delivery tag.
+        second = json.loads(messages[1])
+        assert second["headers"]["id"] != ours["headers"]["id"]
+        assert second["properties"]["delivery_tag"] != ours["properties"]["delivery_tag"]
+        assert json.loads(base64.b64decode(second["body"]))[0] == ["video_second"]
+    finally:
+        events.close()
         for key in client.scan_iter(match=f"{prefix}*"):
             client.delete(key)
         client.close()
