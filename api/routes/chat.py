@@ -71,7 +71,7 @@ class ChatController(Controller):
             if spec.kind == "image":
                 job = (await submit_images(request, services, {**fields, "n": 1}))[0]
             else:
-                job = await submit_video(request, services, channels, fields)
+                job = await submit_video(request, services, fields)
         as_json = response_format.get("type") == "json_object"
         reply = _Reply(job, model, prompt, services, as_json=as_json)
         if stream:
