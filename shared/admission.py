@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import configure_mappers
 
 from shared.jobs import JobRepo
 from shared.models import Job
@@ -101,6 +102,9 @@ class Admission:
         *,
         max_batch: int = 256,
     ) -> None:
+        # A job built with ``Job.model_construct`` reads its columns through SQLAlchemy's attributes, which
+        # work only once the mappers are configured; a fresh process's first request may be a create.
+        configure_mappers()
         self._engine = engine
         self._redis = redis
         self._keys = keys
