@@ -3,21 +3,21 @@
 Two load shapes per API count: saturation (closed loop: ``concurrency`` clients each sending the next
 request when the last one answers), then a fixed offered rate (open loop: each request is due at its slot
 and its latency counts from that slot, so a server that falls behind is charged for the queue it builds).
-No worker runs, so the API, Postgres and Redis are what is measured.
+No worker runs, so the API, Postgres and Redis are what is measured. The load comes from
+``bench.loadgen`` (raw asyncio streams, tens of microseconds a request), so the generator does not take
+the cores the API needs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
-import time
 from dataclasses import dataclass
 
-import httpx
 import redis
 
 from bench.common import add_accounts, percentile, query, spawn, stop, tree_pids, wait_http
+from bench.loadgen import Load, Target
 from shared import names
 from tests.e2e.stack import Stack, free_port
 from tests.infra import Services
@@ -46,73 +46,23 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
-class Load:
-    def __init__(self, urls: list[str], headers: dict[str, str], connections: int) -> None:
-        self._urls = itertools.cycle(urls)
-        self._headers = headers
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self.http = httpx.AsyncClient(timeout=30, limits=limits)
-        self.latencies: list[float] = []
-        self.errors = 0
-
-    async def _one(self, due: float) -> None:
-        try:
-            response = await self.http.post(next(self._urls), json=BODY, headers=self._headers)
-            ok = response.status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        if ok:
-            self.latencies.append(time.perf_counter() - due)
-        else:
-            self.errors += 1
-
-    async def open_loop(self, rate: float, duration: float) -> float:
-        start = time.perf_counter()
-        tasks = []
-        for i in range(int(rate * duration)):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self._one(due)))
-        # A server far below the offered rate would take minutes to drain the queue: what is not answered
-        # within one more duration counts as an error.
-        _, late = await asyncio.wait(tasks, timeout=max(1.0, duration))
-        for task in late:
-            task.cancel()
-        self.errors += len(late)
-        return time.perf_counter() - start
-
-    async def closed_loop(self, concurrency: int, duration: float) -> float:
-        start = time.perf_counter()
-        end = start + duration
-
-        async def client() -> None:
-            while time.perf_counter() < end:
-                await self._one(time.perf_counter())
-
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        return time.perf_counter() - start
-
-    def reset(self) -> None:
-        self.latencies = []
-        self.errors = 0
-
-
 def _summary(
     load: Load, elapsed: float, cpu: float, mode: str, processes: int, offered: float | None
 ) -> dict:
-    done = len(load.latencies)
+    results = load.results
+    done = len(results.latencies)
     return {
         "api_processes": processes,
         "mode": mode,
         "offered_rps": offered,
         "requests": done,
-        "errors": load.errors,
+        "errors": results.errors,
+        # Status 0: no answer (the connection failed or the request was still waiting at the end).
+        "statuses": {str(status): count for status, count in sorted(results.statuses.items())},
         "rps": round(done / elapsed, 1),
-        "p50_ms": round(percentile(load.latencies, 0.50) * 1000, 1),
-        "p95_ms": round(percentile(load.latencies, 0.95) * 1000, 1),
-        "p99_ms": round(percentile(load.latencies, 0.99) * 1000, 1),
+        "p50_ms": round(percentile(results.latencies, 0.50) * 1000, 1),
+        "p95_ms": round(percentile(results.latencies, 0.95) * 1000, 1),
+        "p99_ms": round(percentile(results.latencies, 0.99) * 1000, 1),
         "api_cpu_ms_per_request": round(cpu * 1000 / done, 2) if done else None,
     }
 
@@ -122,8 +72,8 @@ async def measure_urls(
 ) -> list[dict]:
     processes = len(urls)
     rows = []
-    connections = max(config.concurrency, 256)
-    load = Load(urls, stack.client_headers(), connections)
+    targets = [Target.post_json(url, BODY, stack.client_headers()) for url in urls]
+    load = Load(targets, config.concurrency)
     try:
         await load.closed_loop(min(config.concurrency, 16), config.warmup)
         for mode in ("saturation", "fixed"):
@@ -139,7 +89,7 @@ async def measure_urls(
             offered = config.rate if mode == "fixed" else None
             rows.append(_summary(load, elapsed, cpu, mode, processes, offered))
     finally:
-        await load.http.aclose()
+        load.close()
     return rows
 
 
