@@ -24,7 +24,7 @@ SCENARIOS = ("accept", "inflight", "polling", "streaming", "scaling")
 
 PRESETS: dict[str, dict] = {
     "full": {
-        "accept_rate": 500,
+        "accept_rate": 1500,
         "accept_concurrency": 64,
         "accept_duration": 10.0,
         "jobs": 10_000,
@@ -39,7 +39,7 @@ PRESETS: dict[str, dict] = {
         "streams_on_one_stack": False,
     },
     "quick": {
-        "accept_rate": 100,
+        "accept_rate": 500,
         "accept_concurrency": 32,
         "accept_duration": 1.5,
         "jobs": 90,
@@ -123,10 +123,18 @@ def _table(results: dict) -> list[tuple[str, str, str, str, str]]:
     rows: list[tuple[str, str, str, str, str]] = []
     for r in results.get("accept", []):
         name = f"accept, {r['api_processes']} API, {r['mode']}"
-        target_ok = r["rps"] >= 1500 and r["p99_ms"] < 50 if r["mode"] == "saturation" else None
+        # Throughput is judged at saturation; latency at the offered rate of 1,500/s (at saturation it
+        # only measures the queue the closed-loop clients keep full).
+        if r["mode"] == "saturation":
+            target, target_ok = ">= 1,500/s", r["rps"] >= 1500
+        else:
+            offered = r["offered_rps"] or 0
+            kept_up = r["rps"] >= 0.98 * offered and not r["errors"]
+            target = "1,500/s answered, p99 < 50 ms"
+            target_ok = kept_up and r["p99_ms"] < 50 if offered >= 1500 else None
         rate = f"{r['rps']:.0f}/s" + (f" of {r['offered_rps']:.0f}/s offered" if r["offered_rps"] else "")
         latency = f"p50 {r['p50_ms']} / p95 {r['p95_ms']} / p99 {r['p99_ms']} ms"
-        rows.append((name, "rps; latency", f"{rate}; {latency}", ">= 1,500/s, p99 < 50 ms", _met(target_ok)))
+        rows.append((name, "rps; latency", f"{rate}; {latency}", target, _met(target_ok)))
     if "inflight" in results:
         r = results["inflight"]
         rows += [

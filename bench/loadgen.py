@@ -64,7 +64,15 @@ class Connection:
         self._reader, self._writer = await asyncio.open_connection(self._target.host, self._target.port)
 
     async def send(self) -> int:
-        """Sends the request and returns the status (0 when the connection failed)."""
+        """Sends the request and returns the status (0 when the connection failed). A kept-alive connection
+        the server closed while it sat idle is opened again once, as HTTP clients do."""
+        reused = self._writer is not None
+        status = await self._exchange()
+        if status == 0 and reused:
+            status = await self._exchange()
+        return status
+
+    async def _exchange(self) -> int:
         try:
             if self._writer is None:
                 await self._open()
