@@ -11,19 +11,17 @@ the cores the API needs.
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 
 import redis
 
-from bench.common import add_accounts, percentile, query, spawn, stop, tree_pids, wait_http
+from bench.common import add_accounts, cpu_seconds, percentile, query, spawn, stop, tree_pids, wait_http
 from bench.loadgen import Load, Target
 from shared import names
 from tests.e2e.stack import Stack, free_port
 from tests.infra import Services
 
 BODY = {"model": "sora-2", "prompt": "a red fox running through fresh snow", "seconds": "10"}
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -33,17 +31,6 @@ class AcceptConfig:
     duration: float
     warmup: float
     api_processes: tuple[int, ...] = (1, 2)
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
 
 
 def _summary(
@@ -80,12 +67,12 @@ async def measure_urls(
             # What the previous phase left queued in the server is not this phase's to pay for.
             await asyncio.sleep(min(1.0, config.duration))
             load.reset()
-            cpu_before = _cpu_seconds(api_pids)
+            cpu_before = cpu_seconds(*api_pids)
             if mode == "fixed":
                 elapsed = await load.open_loop(config.rate, config.duration)
             else:
                 elapsed = await load.closed_loop(config.concurrency, config.duration)
-            cpu = _cpu_seconds(api_pids) - cpu_before
+            cpu = cpu_seconds(*api_pids) - cpu_before
             offered = config.rate if mode == "fixed" else None
             rows.append(_summary(load, elapsed, cpu, mode, processes, offered))
     finally:

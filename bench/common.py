@@ -70,6 +70,18 @@ def tree_pids(root: int) -> list[int]:
     return found
 
 
+def cpu_seconds(*pids: int) -> float:
+    """User and system CPU the processes have used so far (the ones that are gone count nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     try:
         resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
@@ -90,10 +102,12 @@ def _pss_mb(pid: int) -> float:
 
 
 class RssSampler:
-    """Samples the summed RSS (and PSS) of process trees, prefork children included; keeps the peaks."""
+    """Samples the summed RSS (and PSS) of process trees, prefork children included, and the pods' cgroup
+    memory; keeps the peaks."""
 
-    def __init__(self, roots: dict[str, int], interval: float = 0.5) -> None:
+    def __init__(self, roots: dict[str, int], interval: float = 0.5, pods: list[PodMemory] = ()) -> None:
         self.roots = roots
+        self.pods = list(pods)
         self.peak_mb = dict.fromkeys(roots, 0.0)
         self.peak_pss_mb = dict.fromkeys(roots, 0.0)
         self._interval = interval
@@ -110,6 +124,8 @@ class RssSampler:
             pids = tree_pids(root)
             self.peak_mb[name] = max(self.peak_mb[name], sum(_rss_mb(pid) for pid in pids))
             self.peak_pss_mb[name] = max(self.peak_pss_mb[name], sum(_pss_mb(pid) for pid in pids))
+        for pod in self.pods:
+            pod.sample()
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -121,7 +137,60 @@ class RssSampler:
         self.sample()
 
 
-def spawn(stack: Stack, key: str, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+class PodMemory:
+    """A memory cgroup standing in for a pod (cgroup v1's memory controller, where the machine lets us make
+    one): the process is put in it before it runs anything, so every page its tree touches is charged
+    there once, as a container's are. ``rss`` is the cgroup's anonymous memory (cAdvisor's
+    ``container_memory_rss``), ``usage`` adds the page cache (what a memory limit is held against).
+    Without the controller (a cgroup v2-only host, no root) ``available`` is False and only the per-process
+    figures are reported."""
+
+    ROOT = Path("/sys/fs/cgroup/memory")
+
+    def __init__(self, name: str) -> None:
+        self.path = self.ROOT / name
+        self.peak_rss_mb = 0.0
+        self.peak_usage_mb = float("nan")
+        try:
+            self.path.mkdir(exist_ok=True)
+            self.available = (self.path / "cgroup.procs").exists()
+        except OSError:
+            self.available = False
+
+    def enter(self) -> None:
+        """For ``preexec_fn``: moves the child into the cgroup between fork and exec."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def sample(self) -> None:
+        if not self.available:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.path / "memory.stat").read_text().splitlines():
+                if line.startswith("total_rss "):
+                    self.peak_rss_mb = max(self.peak_rss_mb, int(line.split()[1]) / 2**20)
+            # The kernel's own high-water mark, not a sample.
+            self.peak_usage_mb = int((self.path / "memory.max_usage_in_bytes").read_text()) / 2**20
+
+    def remove(self) -> None:
+        """Once its processes are gone (rmdir of a cgroup with members fails, and is retried briefly)."""
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def spawn(
+    stack: Stack,
+    key: str,
+    name: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    pod: PodMemory | None = None,
+) -> None:
     """Starts one more product process beside the stack's own, stopped with it (``stack.stop``)."""
     log = open(stack.logs / f"{key}.log", "ab")  # noqa: SIM115 (the child owns it)
     stack.procs[key] = subprocess.Popen(
@@ -131,6 +200,7 @@ def spawn(stack: Stack, key: str, name: str, *args: str, env: dict[str, str] | N
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=pod.enter if pod is not None and pod.available else None,
     )
 
 

@@ -22,7 +22,18 @@ from dataclasses import dataclass
 
 import httpx
 
-from bench.common import RssSampler, add_accounts, percentile, query, spawn, stop, wait_log
+from bench.common import (
+    PodMemory,
+    RssSampler,
+    add_accounts,
+    cpu_seconds,
+    percentile,
+    query,
+    spawn,
+    stop,
+    tree_pids,
+    wait_log,
+)
 from shared.models import JobState
 from tests.e2e.stack import Stack
 from tests.infra import Services
@@ -104,15 +115,19 @@ def run(
     started = time.time()
     spawn(stack, "beat", "beat")
     keys = [f"worker{i}" for i in range(workers)]
+    pods = [PodMemory(f"{stack.env['REDIS_PREFIX'].strip(':')}-{tag}-{key}") for key in keys]
     for i, key in enumerate(keys):
-        spawn(stack, key, "worker", "-n", f"bench{i}@%h")
+        spawn(stack, key, "worker", "-n", f"bench{i}@%h", pod=pods[i])
     for key in keys:
         wait_log(stack, key, " ready.")
     ready = time.time()
     roots = {key: stack.procs[key].pid for key in [*keys, "beat"]}
+    # From here on: the start-up (imports, forks) is not the jobs' cost.
+    cpu_at_ready = cpu_seconds(*(pid for key in keys for pid in tree_pids(roots[key])))
     try:
-        with RssSampler(roots) as rss:
+        with RssSampler(roots, pods=pods) as rss:
             finished = wait_done(stack, ids, config.timeout)
+        worker_cpu = cpu_seconds(*(pid for key in keys for pid in tree_pids(roots[key]))) - cpu_at_ready
         if then is not None:
             then(stack)
     finally:
@@ -121,6 +136,8 @@ def run(
         for key in keys:
             stop(stack, key, sig=signal.SIGKILL)
         stop(stack, "beat")
+        for pod in pods:
+            pod.remove()
         # The next run gets a pool of its own.
         query(
             stack,
@@ -191,6 +208,12 @@ def run(
         "worker_peak_rss_mb": round(sum(rss.peak_mb[k] for k in keys), 1),
         "worker_peak_rss_mb_each": [round(rss.peak_mb[k], 1) for k in keys],
         "worker_peak_pss_mb": round(sum(rss.peak_pss_mb[k] for k in keys), 1),
+        # Each pod's cgroup (None where the machine has no memory controller to make one): the largest pod.
+        "worker_pod_peak_rss_mb": round(max(p.peak_rss_mb for p in pods), 1) if pods[0].available else None,
+        "worker_pod_peak_usage_mb": round(max(p.peak_usage_mb for p in pods), 1)
+        if pods[0].available
+        else None,
+        "worker_cpu_ms_per_job": round(worker_cpu * 1000 / max(1, len(ids)), 1),
         "beat_peak_rss_mb": round(rss.peak_mb["beat"], 1),
         "requests_by_route": requests,
         "requests_per_job": {r: round(n / n_done, 3) for r, n in upstream.items()},

@@ -17,11 +17,12 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import httpx
 import msgspec
 import redis
 
+from bench.common import cpu_seconds
 from tests.e2e.stack import Stack
 from tests.infra import ROOT, Services
 
@@ -60,7 +61,6 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _follow(
-    http: httpx.AsyncClient,
     url: str,
     headers: dict,
     latencies: list[float],
@@ -68,10 +68,24 @@ async def _follow(
     target: int,
     ready: asyncio.Event,
 ) -> None:
-    async with http.stream("GET", url, headers=headers) as response:
+    """One stream read on raw asyncio streams: an HTTP client's per-chunk cost (httpx's is about 0.1 ms)
+    times thousands of streams takes the cores the API needs, and its event loop falls behind, which the
+    latency would then measure. Each SSE message is one HTTP chunk; the stream ends with the empty chunk."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    lines = [f"GET {parts.path} HTTP/1.1", f"host: {parts.netloc}", "accept: text/event-stream"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if int(head[9:12]) != 200:
+            raise RuntimeError(f"stream answered {head[:12]!r}")
         first = True
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
+        while True:
+            line = await reader.readline()
+            if not line or line == b"0\r\n":
+                return
+            if not line.startswith(b"data: "):
                 continue
             event = msgspec.json.decode(line[6:])
             if first:  # the snapshot was read from Postgres, not published: no delivery latency
@@ -81,6 +95,8 @@ async def _follow(
                     ready.set()
                 continue
             latencies.append(time.time() - event["ts"])
+    finally:
+        writer.close()
 
 
 async def _run(stack: Stack, streams: int, jobs: int) -> dict:
@@ -93,35 +109,39 @@ async def _run(stack: Stack, streams: int, jobs: int) -> dict:
     latencies: list[float] = []
     opened: list[int] = []
     ready = asyncio.Event()
-    limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=0)
     started = time.monotonic()
-    async with httpx.AsyncClient(timeout=600, limits=limits) as http:
-        tasks = [
-            asyncio.create_task(
-                _follow(
-                    http,
-                    f"{stack.api_url}/v1/videos/{ids[i % jobs]}/events",
-                    stack.client_headers(),
-                    latencies,
-                    opened,
-                    streams,
-                    ready,
-                )
+    api_cpu_before, client_cpu_before = cpu_seconds(api_pid), time.process_time()
+    tasks = [
+        asyncio.create_task(
+            _follow(
+                f"{stack.api_url}/v1/videos/{ids[i % jobs]}/events",
+                stack.client_headers(),
+                latencies,
+                opened,
+                streams,
+                ready,
             )
-            for i in range(streams)
-        ]
-        await asyncio.wait_for(ready.wait(), timeout=180)
-        open_after = time.monotonic() - started
-        clients_open = len(redis_client.client_list())
-        api_open = _redis_connections(api_pid, redis_port)
-        pubsub_open = len(redis_client.client_list(_type="pubsub"))
-        await asyncio.gather(*tasks, return_exceptions=True)
+        )
+        for i in range(streams)
+    ]
+    await asyncio.wait_for(ready.wait(), timeout=180)
+    open_after = time.monotonic() - started
+    clients_open = len(redis_client.client_list())
+    api_open = _redis_connections(api_pid, redis_port)
+    pubsub_open = len(redis_client.client_list(_type="pubsub"))
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    api_cpu, client_cpu = cpu_seconds(api_pid) - api_cpu_before, time.process_time() - client_cpu_before
     redis_client.close()
+    failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     return {
         "streams": streams,
         "jobs": jobs,
         "streams_open_after_s": round(open_after, 2),
+        "streams_failed": len(failed),
         "events_delivered": len(latencies),
+        # CPU over the streams' whole life: the API process, and this process reading them.
+        "api_cpu_s": round(api_cpu, 2),
+        "client_cpu_s": round(client_cpu, 2),
         "latency_p50_ms": round(_percentile(latencies, 0.50) * 1000, 1),
         "latency_p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
         "latency_mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
