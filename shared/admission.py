@@ -127,6 +127,12 @@ class Admission:
         """Sends committed jobs to the workers and announces them to live job lists (the console)."""
         await self._starts.submit(job_ids)
 
+    async def oldest_waiting_submit(self) -> str | None:
+        """The job of the oldest submit message still waiting on the queue (None when none waits)."""
+        queue_key, _ = await self._routes()
+        raw = await self._redis.lindex(queue_key, -1)  # LPUSH adds at the head: the tail is the oldest
+        return None if raw is None else SubmitMessages.job_id_of(raw)
+
     async def _insert_many(self, jobs: list[Job]) -> list[bool | BaseException]:
         rows = [{name: getattr(job, name) for name in _COLUMNS} for job in jobs]
         try:

@@ -266,10 +266,21 @@ class JobRepo:
             await session.commit()
             return ids
 
-    async def stale(self, state: str, column: sa.ColumnElement[datetime], older_than: timedelta) -> list[str]:
+    async def stale(
+        self,
+        state: str,
+        column: sa.ColumnElement[datetime],
+        older_than: timedelta,
+        *,
+        before: datetime | None = None,
+    ) -> list[str]:
+        """Up to 1,000 jobs in ``state`` whose ``column`` is older than ``older_than`` and ``before``."""
+        cutoff = utcnow() - older_than
+        if before is not None:
+            cutoff = min(cutoff, before)
         async with self._sessions() as session:
             result = await session.execute(
-                sa.select(Job.id).where(Job.state == state, column < utcnow() - older_than).limit(1000)
+                sa.select(Job.id).where(Job.state == state, column < cutoff).limit(1000)
             )
             return list(result.scalars().all())
 

@@ -150,6 +150,16 @@ class SubmitMessages:
                 )
         return self._routes
 
+    @staticmethod
+    def job_id_of(raw: bytes) -> str | None:
+        """The job id a submit message carries (None if it is not one of ours)."""
+        try:
+            body = msgspec.json.decode(base64.b64decode(msgspec.json.decode(raw)["body"]))
+            job_id = body[0][0]
+        except (msgspec.DecodeError, ValueError, TypeError, KeyError, IndexError):
+            return None
+        return job_id if isinstance(job_id, str) else None
+
     @property
     def events(self) -> bool:
         return bool(self._app.conf.task_send_sent_event)

@@ -71,9 +71,8 @@ async def _job(
         account_id=account_id,
         created_at=now,
         updated_at=now,
-        enqueued_at=now,
         deadline_at=now + timedelta(hours=1),
-        **values,
+        **{"enqueued_at": now, **values},
     )
     await ctx.jobs.insert(job)
     return job_id
@@ -127,3 +126,23 @@ async def test_a_submit_whose_heartbeat_stopped_is_resumed(ctx: Resources) -> No
     alive = await _job(ctx, JobState.SUBMITTING, submit_started_at=utcnow())
     await sweep.sweep(ctx)
     assert dead in ctx.enqueue.submitted and alive not in ctx.enqueue.submitted  # type: ignore[attr-defined]
+
+
+async def test_only_submits_sent_before_the_oldest_waiting_message_count_as_lost(ctx: Resources) -> None:
+    """Behind a backlog a message waits longer than REQUEUE_AFTER_S without being lost: the sweeper sends
+    again only what was sent before the oldest message still on the queue, and everything once it drains."""
+    now = utcnow()
+    lost = await _job(ctx, JobState.QUEUED, account_id=None, enqueued_at=now - timedelta(minutes=10))
+    waiting = await _job(ctx, JobState.QUEUED, account_id=None, enqueued_at=now - timedelta(minutes=5))
+    behind = await _job(ctx, JobState.QUEUED, account_id=None, enqueued_at=now - timedelta(minutes=2))
+    await ctx.admission.start([waiting])  # its real message, on the real queue
+
+    assert await ctx.admission.oldest_waiting_submit() == waiting
+    await sweep.sweep(ctx)
+    assert ctx.enqueue.submitted == [lost]  # type: ignore[attr-defined]
+
+    # The queue drained (the message was taken) and nobody moved the other two: both are lost now.
+    await ctx.redis.delete(f"{ctx.keys.prefix}submit")
+    assert await ctx.admission.oldest_waiting_submit() is None
+    await sweep.sweep(ctx)
+    assert sorted(ctx.enqueue.submitted) == sorted([lost, waiting, behind])  # type: ignore[attr-defined]

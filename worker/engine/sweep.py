@@ -30,7 +30,7 @@ async def sweep(ctx: Context) -> dict[str, int]:
 
     # A submit message lost with a broker restart or a dead worker: send it again.
     requeue = timedelta(seconds=ctx.settings.requeue_after_s)
-    lost = await ctx.jobs.stale(JobState.QUEUED, Job.enqueued_at, requeue)
+    lost = await lost_submits(ctx, requeue)
     await ctx.jobs.touch_enqueued(lost)
     for job_id in lost:
         ctx.enqueue.submit(job_id)
@@ -53,6 +53,23 @@ async def sweep(ctx: Context) -> dict[str, int]:
     if any(value for key, value in counts.items() if key != "leases"):
         log.info("sweep: %s", counts)
     return counts
+
+
+async def lost_submits(ctx: Context, requeue: timedelta) -> list[str]:
+    """Queued jobs whose submit message is gone.
+
+    Waiting a while is not enough to tell: behind a backlog (10,000 jobs accepted at once) a message can
+    wait much longer than ``requeue``, and sending it again would only lengthen the queue. Messages leave
+    the queue in the order they were sent, so a job sent before the oldest message still waiting has had
+    its own message taken, by a submit that has yet to move it, or lost.
+    """
+    front = await ctx.admission.oldest_waiting_submit()
+    if front is None:  # nothing waits: whatever is still queued after ``requeue`` was lost
+        return await ctx.jobs.stale(JobState.QUEUED, Job.enqueued_at, requeue)
+    waiting = await ctx.jobs.get(front)
+    if waiting is None or waiting.enqueued_at is None:
+        return []  # a message that cannot be dated; the next sweep looks again
+    return await ctx.jobs.stale(JobState.QUEUED, Job.enqueued_at, requeue, before=waiting.enqueued_at)
 
 
 async def rebuild_leases(ctx: Context) -> int:
