@@ -136,7 +136,9 @@ class Admission:
     async def _insert_many(self, jobs: list[Job]) -> list[bool | BaseException]:
         rows = [{name: getattr(job, name) for name in _COLUMNS} for job in jobs]
         try:
-            async with self._engine.begin() as connection:
+            # One statement is atomic on its own: in autocommit there is no BEGIN and COMMIT round trip.
+            async with self._engine.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
                 inserted = set((await connection.execute(_INSERT, rows)).scalars())
         except DBAPIError as exc:
             if len(jobs) == 1 or exc.connection_invalidated:
