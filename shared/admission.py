@@ -24,7 +24,7 @@ from sqlalchemy.orm import configure_mappers
 from shared.jobs import JobRepo
 from shared.models import Job
 from shared.names import Keys
-from shared.queue import SubmitMessages
+from shared.queue import TaskMessages
 
 log = logging.getLogger("shared.admission")
 Item = TypeVar("Item")
@@ -98,7 +98,7 @@ class Admission:
         redis: Redis,
         keys: Keys,
         jobs: JobRepo,
-        messages: SubmitMessages,
+        messages: TaskMessages,
         *,
         max_batch: int = 256,
     ) -> None:
@@ -112,7 +112,6 @@ class Admission:
         self._messages = messages
         self._inserts: GroupCommit[Job, bool] = GroupCommit(self._insert_many, max_batch)
         self._starts: GroupCommit[Sequence[str], None] = GroupCommit(self._start_many, max_batch)
-        self._route_names: tuple[str, str] | None = None
 
     async def insert(self, job: Job) -> tuple[Job, bool]:
         """Like ``JobRepo.insert``: the job and True, or the job its idempotency key names and False."""
@@ -129,9 +128,10 @@ class Admission:
 
     async def oldest_waiting_submit(self) -> str | None:
         """The job of the oldest submit message still waiting on the queue (None when none waits)."""
-        queue_key, _ = await self._routes()
+        queue_key, _ = await self._messages.queue_routes()
         raw = await self._redis.lindex(queue_key, -1)  # LPUSH adds at the head: the tail is the oldest
-        return None if raw is None else SubmitMessages.job_id_of(raw)
+        job_id = None if raw is None else TaskMessages.argument_of(raw)
+        return job_id if isinstance(job_id, str) else None
 
     async def _insert_many(self, jobs: list[Job]) -> list[bool | BaseException]:
         rows = [{name: getattr(job, name) for name in _COLUMNS} for job in jobs]
@@ -154,19 +154,10 @@ class Admission:
 
     async def _start_many(self, batches: list[Sequence[str]]) -> list[BaseException | None]:
         job_ids = [job_id for batch in batches for job_id in batch]
-        queue_key, topic = await self._routes()
-        messages, sent = self._messages.build(job_ids)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.lpush(queue_key, *messages)
-            for event in sent:
-                pipe.publish(topic, event)
+            await self._messages.add_to(pipe, job_ids)
             channel = self._keys.jobs_created_channel()
             for job_id in job_ids:
                 pipe.publish(channel, job_id)
             await pipe.execute()
         return [None] * len(batches)
-
-    async def _routes(self) -> tuple[str, str]:
-        if self._route_names is None:
-            self._route_names = await asyncio.to_thread(self._messages.routes)
-        return self._route_names

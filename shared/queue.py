@@ -6,6 +6,7 @@ off, because Postgres holds every outcome.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from celery.utils.nodenames import anon_nodename
 from celery.utils.time import utcoffset
 from kombu import Exchange, Queue
 from kombu.utils.uuid import uuid
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from shared import names
 from shared.settings import Settings
@@ -119,26 +122,28 @@ class Enqueuer:
         self._send(names.TASK_ACCOUNT_REFRESH, account_id)
 
 
-class SubmitMessages:
-    """Submit messages for many jobs, for one Redis command instead of one publish each.
+class TaskMessages:
+    """Messages of one task for many ids (jobs, accounts), for one Redis command instead of one publish each.
 
-    Each message is what ``send_task`` sends for the job, task-sent event included (Flower shows the task
+    Each message is what ``send_task`` sends for the id, task-sent event included (Flower shows the task
     as soon as it is queued). Celery builds the task message (``as_task_v2``); only the last step, the
-    Redis transport's envelope, is written here. kombu's own publish costs 0.5 to 1 ms of CPU a message (it
-    builds a new Redis client for each), more than everything else an accepted create costs; here a message
-    costs tens of microseconds. ``tests/unit/test_submit_messages.py`` holds the result against what kombu
-    itself puts on the queue, so a Celery or kombu upgrade that changes the format fails there.
+    Redis transport's envelope, is written here. kombu's own publish costs 0.6 to 1.2 ms of CPU a message
+    (it builds a new Redis client for each), more than everything else an accepted create costs, and a poll
+    tick over 1,000 busy accounts sent 1,000; here a message costs tens of microseconds.
+    ``tests/integration/test_queue.py`` holds the result against what kombu itself puts on the queue, so a
+    Celery or kombu upgrade that changes the format fails there.
     """
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, task: str) -> None:
         self._app = app
-        self._queue = ROUTES[names.TASK_VIDEO_SUBMIT]
+        self._task = task
+        self._queue = ROUTES[task]
         self._routes: tuple[str, str] | None = None
         self._hostname = anon_nodename()
         self._pid = os.getpid()
 
     def routes(self) -> tuple[str, str]:
-        """The Redis list the submit queue is and the channel task-sent events go to, as kombu names them
+        """The Redis list the task's queue is and the channel task-sent events go to, as kombu names them
         (global key prefix, database number, fanout prefix). Asks the broker once: call it off the loop."""
         if self._routes is None:
             with self._app.connection_for_write() as connection:
@@ -150,32 +155,55 @@ class SubmitMessages:
                 )
         return self._routes
 
+    async def queue_routes(self) -> tuple[str, str]:
+        if self._routes is None:
+            await asyncio.to_thread(self.routes)
+        assert self._routes is not None
+        return self._routes
+
     @staticmethod
-    def job_id_of(raw: bytes) -> str | None:
-        """The job id a submit message carries (None if it is not one of ours)."""
+    def argument_of(raw: bytes) -> str | int | None:
+        """The id a message carries (None if it is not one of ours)."""
         try:
             body = msgspec.json.decode(base64.b64decode(msgspec.json.decode(raw)["body"]))
-            job_id = body[0][0]
+            argument = body[0][0]
         except (msgspec.DecodeError, ValueError, TypeError, KeyError, IndexError):
             return None
-        return job_id if isinstance(job_id, str) else None
+        return argument if isinstance(argument, str | int) else None
+
+    async def add_to(self, pipe: Pipeline, arguments: Sequence[str | int]) -> None:
+        """Adds the messages for ``arguments`` (one task each, in order) and their events to ``pipe``."""
+        if not arguments:
+            return
+        queue_key, topic = await self.queue_routes()
+        messages, sent = self.build(arguments)
+        pipe.lpush(queue_key, *messages)
+        for event in sent:
+            pipe.publish(topic, event)
+
+    async def send(self, redis: Redis, arguments: Sequence[str | int]) -> None:
+        """One task for each of ``arguments``, in one round trip."""
+        if arguments:
+            async with redis.pipeline(transaction=False) as pipe:
+                await self.add_to(pipe, arguments)
+                await pipe.execute()
 
     @property
     def events(self) -> bool:
         return bool(self._app.conf.task_send_sent_event)
 
-    def build(self, job_ids: Sequence[str]) -> tuple[list[bytes], list[bytes]]:
-        """Messages for the submit queue (for ``LPUSH``, oldest first) and their task-sent events."""
+    def build(self, arguments: Sequence[str | int]) -> tuple[list[bytes], list[bytes]]:
+        """Messages for the task's queue (for ``LPUSH``, oldest first) and their task-sent events."""
         amqp = self._app.amqp
         events = self.events
         messages: list[bytes] = []
         sent: list[bytes] = []
-        for job_id in job_ids:
+        for argument in arguments:
             task_id = uuid()
-            args = [job_id]
+            args = [argument]
             task = amqp.as_task_v2(
                 task_id,
-                names.TASK_VIDEO_SUBMIT,
+                self._task,
                 args=args,
                 argsrepr=repr(args),
                 kwargsrepr="{}",

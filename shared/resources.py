@@ -16,6 +16,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared import names
 from shared.admission import Admission
 from shared.db import create_engine, create_sessionmaker
 from shared.events import Publisher
@@ -23,7 +24,7 @@ from shared.jobs import JobRepo
 from shared.leases import Leases
 from shared.names import Keys
 from shared.pool import Pool
-from shared.queue import Enqueuer, SubmitMessages
+from shared.queue import Enqueuer, TaskMessages
 from shared.secrets import SecretBox
 from shared.settings import Settings
 from shared.sora.client import SoraClient
@@ -56,6 +57,9 @@ class Resources:
     sora: SoraClient
     storage: Storage
     enqueue: Enqueuer
+    # The same tasks, many at a time in one round trip (shared.queue.TaskMessages).
+    submit_messages: TaskMessages
+    poll_messages: TaskMessages
     # Batched inserts and submit messages for the API's creates.
     admission: Admission
     # Signs download links (Video.data[].url).
@@ -69,6 +73,7 @@ class Resources:
         keys = Keys(settings.redis_prefix)
         box = SecretBox(settings.encryption_key)
         jobs = JobRepo(sessions)
+        submit_messages = TaskMessages(celery, names.TASK_VIDEO_SUBMIT)
         return cls(
             settings=settings,
             engine=engine,
@@ -82,7 +87,9 @@ class Resources:
             sora=SoraClient(settings),
             storage=create_storage(settings),
             enqueue=Enqueuer(celery),
-            admission=Admission(engine, redis, keys, jobs, SubmitMessages(celery)),
+            submit_messages=submit_messages,
+            poll_messages=TaskMessages(celery, names.TASK_POLL_ACCOUNT),
+            admission=Admission(engine, redis, keys, jobs, submit_messages),
             url_key=settings.url_signing_key
             or hashlib.sha256(b"download-urls:" + settings.encryption_key.encode()).hexdigest(),
         )

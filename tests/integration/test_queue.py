@@ -9,7 +9,7 @@ import secrets
 import redis
 
 from shared import names
-from shared.queue import Enqueuer, SubmitMessages, create_celery
+from shared.queue import Enqueuer, TaskMessages, create_celery
 from shared.settings import Settings
 
 
@@ -66,7 +66,7 @@ def test_batched_submit_messages_are_what_celery_sends(settings: Settings) -> No
         theirs = client.rpop(f"{prefix}submit")
         their_event = events.get_message(timeout=2)
 
-        batch = SubmitMessages(app)
+        batch = TaskMessages(app, names.TASK_VIDEO_SUBMIT)
         queue_key, topic = batch.routes()
         messages, sent = batch.build(["video_ours", "video_second"])
         assert (queue_key, topic) == (f"{prefix}submit", their_event["channel"].decode())

@@ -57,8 +57,7 @@ async def free_slot(ctx: Context, job: Job) -> None:
 
 async def dispatch(ctx: Context, kind: str, limit: int) -> int:
     ids = await ctx.jobs.take_parked(kind, limit)
-    for job_id in ids:
-        ctx.enqueue.submit(job_id)
+    await ctx.submit_messages.send(ctx.redis, ids)
     return len(ids)
 
 

@@ -26,14 +26,23 @@ MAX_DRAFT_PAGES = 5
 
 
 async def tick(ctx: Context) -> int:
-    """Enqueues one poll per account that has running jobs, unless one is already on its way."""
+    """Enqueues one poll per account that has running jobs, unless one is already on its way.
+
+    Two round trips whatever the number of accounts: the guards in one pipeline, the poll messages in
+    another (with 1,000 busy accounts, one publish each cost a third of a core).
+    """
     guard_ttl = max(int(ctx.settings.poll_interval_s * 5), 10)
-    sent = 0
-    for account_id in await ctx.jobs.accounts_with_running_jobs():
-        if await ctx.redis.set(ctx.keys.poll_guard(account_id), 1, nx=True, ex=guard_ttl):
-            ctx.enqueue.poll_account(account_id)
-            sent += 1
-    return sent
+    accounts = await ctx.jobs.accounts_with_running_jobs()
+    if not accounts:
+        return 0
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for account_id in accounts:
+            pipe.set(ctx.keys.poll_guard(account_id), 1, nx=True, ex=guard_ttl)
+        taken = await pipe.execute()
+    # A guard whose message is not sent (Redis went away) lapses after guard_ttl; the next tick sends it.
+    due = [account_id for account_id, ok in zip(accounts, taken, strict=True) if ok]
+    await ctx.poll_messages.send(ctx.redis, due)
+    return len(due)
 
 
 async def poll_account(ctx: Context, account_id: int) -> None:
