@@ -126,13 +126,6 @@ class Admission:
         """Sends committed jobs to the workers and announces them to live job lists (the console)."""
         await self._starts.submit(job_ids)
 
-    async def oldest_waiting_submit(self) -> str | None:
-        """The job of the oldest submit message still waiting on the queue (None when none waits)."""
-        queue_key, _ = await self._messages.queue_routes()
-        raw = await self._redis.lindex(queue_key, -1)  # LPUSH adds at the head: the tail is the oldest
-        job_id = None if raw is None else TaskMessages.argument_of(raw)
-        return job_id if isinstance(job_id, str) else None
-
     async def _insert_many(self, jobs: list[Job]) -> list[bool | BaseException]:
         rows = [{name: getattr(job, name) for name in _COLUMNS} for job in jobs]
         try:

@@ -171,6 +171,12 @@ class TaskMessages:
             return None
         return argument if isinstance(argument, str | int) else None
 
+    async def oldest_waiting(self, redis: Redis) -> str | int | None:
+        """The id of the oldest message still waiting on the task's queue (None when none waits)."""
+        queue_key, _ = await self.queue_routes()
+        raw = await redis.lindex(queue_key, -1)  # LPUSH adds at the head: the tail is the oldest
+        return None if raw is None else self.argument_of(raw)
+
     async def add_to(self, pipe: Pipeline, arguments: Sequence[str | int]) -> None:
         """Adds the messages for ``arguments`` (one task each, in order) and their events to ``pipe``."""
         if not arguments:

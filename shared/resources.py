@@ -60,6 +60,7 @@ class Resources:
     # The same tasks, many at a time in one round trip (shared.queue.TaskMessages).
     submit_messages: TaskMessages
     poll_messages: TaskMessages
+    finalize_messages: TaskMessages
     # Batched inserts and submit messages for the API's creates.
     admission: Admission
     # Signs download links (Video.data[].url).
@@ -89,6 +90,7 @@ class Resources:
             enqueue=Enqueuer(celery),
             submit_messages=submit_messages,
             poll_messages=TaskMessages(celery, names.TASK_POLL_ACCOUNT),
+            finalize_messages=TaskMessages(celery, names.TASK_VIDEO_FINALIZE),
             admission=Admission(engine, redis, keys, jobs, submit_messages),
             url_key=settings.url_signing_key
             or hashlib.sha256(b"download-urls:" + settings.encryption_key.encode()).hexdigest(),

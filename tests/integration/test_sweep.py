@@ -70,9 +70,8 @@ async def _job(
         state=state,
         account_id=account_id,
         created_at=now,
-        updated_at=now,
         deadline_at=now + timedelta(hours=1),
-        **{"enqueued_at": now, **values},
+        **{"enqueued_at": now, "updated_at": now, **values},
     )
     await ctx.jobs.insert(job)
     return job_id
@@ -137,12 +136,29 @@ async def test_only_submits_sent_before_the_oldest_waiting_message_count_as_lost
     behind = await _job(ctx, JobState.QUEUED, account_id=None, enqueued_at=now - timedelta(minutes=2))
     await ctx.admission.start([waiting])  # its real message, on the real queue
 
-    assert await ctx.admission.oldest_waiting_submit() == waiting
+    assert await ctx.submit_messages.oldest_waiting(ctx.redis) == waiting
     await sweep.sweep(ctx)
     assert ctx.enqueue.submitted == [lost]  # type: ignore[attr-defined]
 
     # The queue drained (the message was taken) and nobody moved the other two: both are lost now.
     await ctx.redis.delete(f"{ctx.keys.prefix}submit")
-    assert await ctx.admission.oldest_waiting_submit() is None
+    assert await ctx.submit_messages.oldest_waiting(ctx.redis) is None
     await sweep.sweep(ctx)
     assert sorted(ctx.enqueue.submitted) == sorted([lost, waiting, behind])  # type: ignore[attr-defined]
+
+
+async def test_a_finalize_waiting_behind_a_backlog_is_not_sent_again(ctx: Resources) -> None:
+    """The same rule for finalize messages: only what was sent before the oldest one still waiting."""
+    now = utcnow()
+    lost = await _job(ctx, JobState.FINALIZING, updated_at=now - timedelta(minutes=10))
+    waiting = await _job(ctx, JobState.FINALIZING, updated_at=now - timedelta(minutes=5))
+    behind = await _job(ctx, JobState.FINALIZING, updated_at=now - timedelta(minutes=2))
+    await ctx.finalize_messages.send(ctx.redis, [waiting])
+
+    assert await ctx.finalize_messages.oldest_waiting(ctx.redis) == waiting
+    await sweep.sweep(ctx)
+    assert ctx.enqueue.finalized == [lost]  # type: ignore[attr-defined]
+
+    await ctx.redis.delete(f"{ctx.keys.prefix}finalize")
+    await sweep.sweep(ctx)
+    assert sorted(ctx.enqueue.finalized) == sorted([lost, waiting, behind])  # type: ignore[attr-defined]

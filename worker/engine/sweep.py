@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
 
 from shared.models import Job, JobState
+from shared.queue import TaskMessages
 from worker.context import Context
 from worker.engine.common import dispatch, fail, log, step_silence
 
@@ -30,7 +33,7 @@ async def sweep(ctx: Context) -> dict[str, int]:
 
     # A submit message lost with a broker restart or a dead worker: send it again.
     requeue = timedelta(seconds=ctx.settings.requeue_after_s)
-    lost = await lost_submits(ctx, requeue)
+    lost = await lost_messages(ctx, ctx.submit_messages, JobState.QUEUED, Job.enqueued_at, requeue)
     await ctx.jobs.touch_enqueued(lost)
     for job_id in lost:
         ctx.enqueue.submit(job_id)
@@ -44,7 +47,8 @@ async def sweep(ctx: Context) -> dict[str, int]:
     counts["resumed"] = len(stuck)
 
     # A finalize whose message or worker was lost. Marked fresh when sent, so one goes out per period.
-    for job_id in await ctx.jobs.stale(JobState.FINALIZING, Job.updated_at, requeue):
+    refinalize = await lost_messages(ctx, ctx.finalize_messages, JobState.FINALIZING, Job.updated_at, requeue)
+    for job_id in refinalize:
         if await ctx.jobs.transition(job_id, [JobState.FINALIZING], bump=False):
             ctx.enqueue.finalize(job_id)
             counts["refinalized"] += 1
@@ -55,21 +59,28 @@ async def sweep(ctx: Context) -> dict[str, int]:
     return counts
 
 
-async def lost_submits(ctx: Context, requeue: timedelta) -> list[str]:
-    """Queued jobs whose submit message is gone.
+async def lost_messages(
+    ctx: Context,
+    messages: TaskMessages,
+    state: str,
+    column: sa.ColumnElement[datetime],
+    older_than: timedelta,
+) -> list[str]:
+    """Jobs in ``state`` whose message (a submit, a finalize) is gone.
 
     Waiting a while is not enough to tell: behind a backlog (10,000 jobs accepted at once) a message can
-    wait much longer than ``requeue``, and sending it again would only lengthen the queue. Messages leave
+    wait much longer than ``older_than``, and sending it again would only lengthen the queue. Messages leave
     the queue in the order they were sent, so a job sent before the oldest message still waiting has had
-    its own message taken, by a submit that has yet to move it, or lost.
+    its own message taken, by a task that has yet to move it, or lost.
     """
-    front = await ctx.admission.oldest_waiting_submit()
-    if front is None:  # nothing waits: whatever is still queued after ``requeue`` was lost
-        return await ctx.jobs.stale(JobState.QUEUED, Job.enqueued_at, requeue)
-    waiting = await ctx.jobs.get(front)
-    if waiting is None or waiting.enqueued_at is None:
+    front = await messages.oldest_waiting(ctx.redis)
+    if front is None:  # nothing waits: whatever is still in ``state`` after ``older_than`` was lost
+        return await ctx.jobs.stale(state, column, older_than)
+    waiting = await ctx.jobs.get(str(front))
+    sent_at = None if waiting is None else getattr(waiting, column.key)
+    if sent_at is None:
         return []  # a message that cannot be dated; the next sweep looks again
-    return await ctx.jobs.stale(JobState.QUEUED, Job.enqueued_at, requeue, before=waiting.enqueued_at)
+    return await ctx.jobs.stale(state, column, older_than, before=sent_at)
 
 
 async def rebuild_leases(ctx: Context) -> int:
