@@ -6,7 +6,6 @@ off, because Postgres holds every outcome.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from celery import Celery
 from celery.events.event import Event
 from celery.utils.nodenames import anon_nodename
 from celery.utils.time import utcoffset
-from kombu import Exchange, Queue
+from kombu import Connection, Exchange, Queue
 from kombu.utils.uuid import uuid
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -143,22 +142,19 @@ class TaskMessages:
         self._pid = os.getpid()
 
     def routes(self) -> tuple[str, str]:
-        """The Redis list the task's queue is and the channel task-sent events go to, as kombu names them
-        (global key prefix, database number, fanout prefix). Asks the broker once: call it off the loop."""
+        """The Redis list the task's queue is and the channel task-sent events go to, named as kombu's Redis
+        transport names them (global key prefix, priority 0, database number, fanout prefix), from the
+        settings alone: nothing connects (``tests/integration/test_queue.py`` checks them against kombu)."""
         if self._routes is None:
-            with self._app.connection_for_write() as connection:
-                channel = connection.default_channel
-                prefix = getattr(channel, "global_keyprefix", "")
-                self._routes = (
-                    prefix + channel._q_for_pri(self._queue, 0),
-                    prefix + channel._get_publish_topic(self._app.conf.event_exchange, "task.sent"),
-                )
-        return self._routes
-
-    async def queue_routes(self) -> tuple[str, str]:
-        if self._routes is None:
-            await asyncio.to_thread(self.routes)
-        assert self._routes is not None
+            conf = self._app.conf
+            prefix = (conf.broker_transport_options or {}).get("global_keyprefix", "")
+            # Connection() only parses the URL; the database is its virtual host, as for kombu.
+            virtual_host = Connection(conf.broker_write_url or conf.broker_url).virtual_host or "/"
+            database = int(virtual_host.strip("/") or 0)
+            self._routes = (
+                prefix + self._queue,
+                f"{prefix}/{database}.{conf.event_exchange}/task.sent",
+            )
         return self._routes
 
     @staticmethod
@@ -173,7 +169,7 @@ class TaskMessages:
 
     async def oldest_waiting(self, redis: Redis) -> str | int | None:
         """The id of the oldest message still waiting on the task's queue (None when none waits)."""
-        queue_key, _ = await self.queue_routes()
+        queue_key, _ = self.routes()
         raw = await redis.lindex(queue_key, -1)  # LPUSH adds at the head: the tail is the oldest
         return None if raw is None else self.argument_of(raw)
 
@@ -181,7 +177,7 @@ class TaskMessages:
         """Adds the messages for ``arguments`` (one task each, in order) and their events to ``pipe``."""
         if not arguments:
             return
-        queue_key, topic = await self.queue_routes()
+        queue_key, topic = self.routes()
         messages, sent = self.build(arguments)
         pipe.lpush(queue_key, *messages)
         for event in sent:
