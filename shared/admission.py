@@ -11,7 +11,6 @@ by the sweeper (the job stays ``queued`` with an old ``enqueued_at``).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -26,7 +25,6 @@ from shared.models import Job
 from shared.names import Keys
 from shared.queue import TaskMessages
 
-log = logging.getLogger("shared.admission")
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 _JOBS = Job.__table__  # type: ignore[attr-defined]
