@@ -146,7 +146,7 @@ class Admission:
     async def _start_many(self, batches: list[Sequence[str]]) -> list[BaseException | None]:
         job_ids = [job_id for batch in batches for job_id in batch]
         async with self._redis.pipeline(transaction=False) as pipe:
-            await self._messages.add_to(pipe, job_ids)
+            self._messages.add_to(pipe, job_ids)
             channel = self._keys.jobs_created_channel()
             for job_id in job_ids:
                 pipe.publish(channel, job_id)

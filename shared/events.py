@@ -91,7 +91,3 @@ class Publisher:
         event = event_for(job, message)
         await self._redis.publish(self._keys.job_channel(job.id), encode(event))
         return event
-
-    async def announce(self, job_id: str) -> None:
-        """A new job's id, for whoever lists jobs live."""
-        await self._redis.publish(self._keys.jobs_created_channel(), job_id)

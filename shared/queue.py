@@ -1,4 +1,5 @@
-"""The Celery app (configuration only) and the one way anything enqueues work.
+"""The Celery app (configuration only) and the ways anything enqueues work: ``Enqueuer`` sends one
+message, ``TaskMessages`` many of one task in one Redis round trip.
 
 Messages carry a job or account id and nothing else; the result backend is
 off, because Postgres holds every outcome.
@@ -114,9 +115,6 @@ class Enqueuer:
     def finalize(self, job_id: str, countdown: float | None = None) -> None:
         self._send(names.TASK_VIDEO_FINALIZE, job_id, countdown)
 
-    def poll_account(self, account_id: int) -> None:
-        self._send(names.TASK_POLL_ACCOUNT, account_id)
-
     def refresh_account(self, account_id: int) -> None:
         self._send(names.TASK_ACCOUNT_REFRESH, account_id)
 
@@ -173,7 +171,7 @@ class TaskMessages:
         raw = await redis.lindex(queue_key, -1)  # LPUSH adds at the head: the tail is the oldest
         return None if raw is None else self.argument_of(raw)
 
-    async def add_to(self, pipe: Pipeline, arguments: Sequence[str | int]) -> None:
+    def add_to(self, pipe: Pipeline, arguments: Sequence[str | int]) -> None:
         """Adds the messages for ``arguments`` (one task each, in order) and their events to ``pipe``."""
         if not arguments:
             return
@@ -187,7 +185,7 @@ class TaskMessages:
         """One task for each of ``arguments``, in one round trip."""
         if arguments:
             async with redis.pipeline(transaction=False) as pipe:
-                await self.add_to(pipe, arguments)
+                self.add_to(pipe, arguments)
                 await pipe.execute()
 
     @property
