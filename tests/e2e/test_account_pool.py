@@ -226,11 +226,19 @@ def test_least_recently_used_accounts_take_concurrent_jobs(stack: Stack) -> None
         assert stack.wait_video(video_id)["status"] == "completed"
     used = sorted(job_row(stack, video_id)["account_id"] for video_id in jobs)
     assert used == sorted(ids)
-    # The next job goes to the account used longest ago.
-    first = job_row(stack, jobs[0])["account_id"]
+    # The next job goes to the account used longest ago. Which of the three took which job depends on
+    # which worker process leased first, so the test sets the order: the middle id is the oldest (neither
+    # the lowest id, which breaks ties, nor the account the first job happened to take).
+    for account_id, minutes_ago in zip(ids, (2, 3, 1), strict=True):
+        execute(
+            stack,
+            "UPDATE accounts SET last_used_at = now() - make_interval(mins => $2) WHERE id = $1",
+            account_id,
+            minutes_ago,
+        )
     follow = stack.create_video(prompt="the longest idle account")["id"]
     assert stack.wait_video(follow)["status"] == "completed"
-    assert job_row(stack, follow)["account_id"] == first
+    assert job_row(stack, follow)["account_id"] == ids[1]
 
 
 def test_operator_life_cycle_routes(stack: Stack) -> None:
