@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.errors import NotFound
-from shared.events import JobEvent, decode, event_for
+from shared.events import JobEvent, decode, encode, event_for
 from shared.metrics import SSE_STREAMS
 from shared.resources import Resources
 
@@ -105,15 +105,58 @@ def channels_plugin(redis: Redis) -> ChannelsPlugin:
     )
 
 
+# The same published payload reaches every stream that follows its job (the plugin hands each subscriber the
+# same bytes object, whose hash Python keeps), so it is decoded, and rendered as an SSE frame, once per job
+# rather than once per stream. The events are never changed after decoding. Bounded: cleared when full.
+_SHARED_MAX = 4096
+_decoded: dict[bytes, JobEvent] = {}
+_frames: dict[int, tuple[JobEvent, bytes]] = {}
+
+KEEPALIVE_FRAME = b": keep-alive\r\n\r\n"
+
+
+def _shared_event(raw: bytes) -> JobEvent:
+    event = _decoded.get(raw)
+    if event is None:
+        if len(_decoded) >= _SHARED_MAX:
+            _decoded.clear()
+        event = _decoded[raw] = decode(raw)
+    return event
+
+
+def sse_frame(event: JobEvent) -> bytes:
+    """The event as one SSE message (``id`` its seq, ``event`` its status, ``data`` its JSON), built once
+    per event object: a published event's frame is shared by every stream that delivers it."""
+    hit = _frames.get(id(event))
+    if hit is not None and hit[0] is event:
+        return hit[1]
+    frame = b"id: %d\r\nevent: %s\r\ndata: %s\r\n\r\n" % (event.seq, event.status.encode(), encode(event))
+    if len(_frames) >= _SHARED_MAX:
+        _frames.clear()
+    _frames[id(event)] = (event, frame)  # holding the event keeps its id from being reused
+    return frame
+
+
 async def follow(
-    channels: ChannelsPlugin, resources: Resources, job_id: str, *, after_seq: int | None = None
-) -> AsyncIterator[JobEvent]:
+    channels: ChannelsPlugin,
+    resources: Resources,
+    job_id: str,
+    *,
+    after_seq: int | None = None,
+    keepalive_s: float | None = None,
+    stream: str | None = None,
+) -> AsyncIterator[JobEvent | None]:
     """The current state, then every newer version, until the terminal one.
 
-    Resuming (``after_seq``, an SSE Last-Event-ID) skips what the client already has.
+    Resuming (``after_seq``, an SSE Last-Event-ID) skips what the client already has. With
+    ``keepalive_s``, None comes whenever that long passes without an event (for SSE keep-alive comments),
+    and the stream counts as open under the ``stream`` label while it runs.
     """
     channel = resources.keys.job_channel(job_id)
     subscriber = await channels.subscribe([channel])
+    open_streams = SSE_STREAMS.labels(stream) if stream is not None else None
+    if open_streams is not None:
+        open_streams.inc()
     try:
         job = await resources.jobs.get(job_id)
         if job is None:
@@ -125,14 +168,29 @@ async def follow(
             last = snapshot.seq
         if snapshot.terminal:
             return
-        async for raw in subscriber.iter_events():
+        # The subscriber's queue is read directly (Litestar's Subscriber.iter_events reads it the same way):
+        # a plain get with a timeout needs no task per event, which waiting on the iterator would.
+        queue = subscriber._queue
+        while True:
+            if keepalive_s is not None and queue.empty():
+                try:
+                    async with asyncio.timeout(keepalive_s):
+                        raw = await queue.get()
+                except TimeoutError:
+                    yield None
+                    continue
+            else:
+                raw = await queue.get()
+            queue.task_done()
+            if raw is None:  # the plugin ends a subscriber with None
+                return
             if raw == RESYNC:
                 current = await resources.jobs.get(job_id)
                 if current is None:
                     return
                 event = event_for(current)
             else:
-                event = decode(raw)
+                event = _shared_event(raw)
             if event.seq <= last:
                 continue
             last = event.seq
@@ -140,6 +198,8 @@ async def follow(
             if event.terminal:
                 return
     finally:
+        if open_streams is not None:
+            open_streams.dec()
         # A client that disconnects cancels this stream; the unsubscribe must still run to the end,
         # or the shared connection keeps a subscription per dropped client.
         with anyio.CancelScope(shield=True):
@@ -188,7 +248,7 @@ async def wait_until_done(
     try:
         async with asyncio.timeout(timeout_s):
             async for event in events:
-                if event.terminal:
+                if event is not None and event.terminal:
                     return event
     except TimeoutError:
         return None

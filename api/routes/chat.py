@@ -7,6 +7,7 @@ goes away does not cancel the job, which stays visible at /v1/videos/tasks/{id}.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +24,7 @@ from api.routes.images import submit_images
 from api.routes.videos import submit_video
 from api.schemas import character_fields, content_url
 from api.video_requests import read_fields
-from api.watch import follow, wait_until_done, with_heartbeat
+from api.watch import follow, wait_until_done
 from shared.errors import BadRequest, InvalidParam
 from shared.events import JobEvent
 from shared.modelids import parse_model
@@ -282,18 +283,20 @@ class _Reply:
 
     async def stream(self, channels: ChannelsPlugin, include_usage: bool) -> AsyncIterator[bytes]:
         first = True
-        events = follow(channels, self.services, self.job.id)
-        async for event in with_heartbeat(events, self.services.settings.sse_keepalive_s, stream="chat"):
-            if event is None:
-                yield b": keep-alive\n\n"
-                continue
-            delta: dict[str, Any] = {"reasoning_content": self._reasoning(event, first)}
-            if first:
-                delta = {"role": "assistant", "content": None, **delta}
-                first = False
-            yield self._chunk(delta)
-            if event.terminal:
-                break
+        keepalive_s = self.services.settings.sse_keepalive_s
+        events = follow(channels, self.services, self.job.id, keepalive_s=keepalive_s, stream="chat")
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if event is None:
+                    yield b": keep-alive\n\n"
+                    continue
+                delta: dict[str, Any] = {"reasoning_content": self._reasoning(event, first)}
+                if first:
+                    delta = {"role": "assistant", "content": None, **delta}
+                    first = False
+                yield self._chunk(delta)
+                if event.terminal:
+                    break
         job = await self.services.jobs.get(self.job.id) or self.job
         text = self.result_text(job)
         yield self._chunk({"content": text}, finish_reason="stop")

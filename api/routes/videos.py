@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -11,18 +12,16 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
-from litestar.response import ServerSentEvent
-from litestar.response.sse import ServerSentEventMessage
+from litestar.response import Stream
 
 from api import bounds
 from api.auth import client_guard
 from api.character_requests import plan_video_character
 from api.schemas import Task, Video, VideoDeleted, VideoList, task_of, video_of
 from api.video_requests import discard_inputs, flag, plan_video_job, read_fields, start_jobs
-from api.watch import follow, wait_until_done, with_heartbeat
+from api.watch import KEEPALIVE_FRAME, follow, sse_frame, wait_until_done
 from shared.admission import session_copy
 from shared.errors import Conflict, GatewayError, InvalidParam, NotFound
-from shared.events import encode as encode_event
 from shared.jobs import JOB_ID
 from shared.models import Job, JobState
 from shared.resources import Resources
@@ -32,6 +31,8 @@ POST_ID = re.compile(r"s_[0-9a-f]{32}")
 
 # Jobs the video routes show; character jobs are seen through the task view and /v1/characters.
 MEDIA_KINDS = ("video", "image")
+
+_SSE_HEADERS = {"cache-control": "no-cache", "connection": "keep-alive", "x-accel-buffering": "no"}
 
 
 async def _own_job(
@@ -183,7 +184,7 @@ class VideoController(Controller):
         services: NamedDependency[Resources],
         channels: NamedDependency[ChannelsPlugin],
         video_id: FromPath[str],
-    ) -> ServerSentEvent:
+    ) -> Stream:
         job = await _own_job(services, video_id, request.state.owner, kinds=None)
         resume = request.headers.get("last-event-id")
         try:
@@ -193,18 +194,18 @@ class VideoController(Controller):
                 "Last-Event-ID must be an event id from this stream", param="Last-Event-ID"
             ) from None
 
-        async def stream() -> AsyncIterator[ServerSentEventMessage]:
-            events = follow(channels, services, job.id, after_seq=after)
+        async def frames() -> AsyncIterator[bytes]:
             keepalive_s = services.settings.sse_keepalive_s
-            async for event in with_heartbeat(events, keepalive_s, stream="video_events"):
-                if event is None:
-                    yield ServerSentEventMessage(comment="keep-alive")
-                else:
-                    yield ServerSentEventMessage(
-                        data=encode_event(event).decode(), event=event.status, id=event.seq
-                    )
+            events = follow(
+                channels, services, job.id, after_seq=after, keepalive_s=keepalive_s, stream="video_events"
+            )
+            async with contextlib.aclosing(events):  # a client gone: the subscription ends now, not at GC
+                async for event in events:
+                    yield KEEPALIVE_FRAME if event is None else sse_frame(event)
 
-        return ServerSentEvent(stream(), headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        # The messages are built here (one frame per published event, shared by all its streams), so the
+        # response is a plain stream with the headers Litestar's ServerSentEvent would set.
+        return Stream(frames(), media_type="text/event-stream", headers=_SSE_HEADERS)
 
     @get("", operation_id="listVideos")
     async def list_videos(

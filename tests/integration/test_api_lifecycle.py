@@ -176,6 +176,23 @@ async def test_event_stream_snapshot_then_changes_until_terminal(
     assert [int(i) for i, _ in _events(resumed.text)] == [ids[-1]]
 
 
+async def test_an_idle_event_stream_sends_keep_alive_comments_between_events(settings: Settings) -> None:
+    quick = msgspec.structs.replace(settings, sse_keepalive_s=0.2)
+    async with AsyncTestClient(app=create_app(quick)) as client:
+        video = await _create(client)
+        finisher = in_another_process_soon(settings, lambda: video["id"], delay=1.5)
+        response = await client.get(f"/v1/videos/{video['id']}/events", headers=CLIENT)
+        finisher.join(10)
+    blocks = [block for block in response.text.split("\r\n\r\n") if block]
+    # The snapshot, comments while nothing happens, then the changes; every block one whole SSE message.
+    assert blocks[0].startswith("id: ") and '"status":"queued"' in blocks[0]
+    quiet = [block for block in blocks if block.startswith(":")]
+    assert len(quiet) >= 3 and set(quiet) == {": keep-alive"}
+    assert blocks[1] == ": keep-alive"
+    statuses = [e["status"] for _, e in _events(response.text)]
+    assert statuses[0] == "queued" and statuses[-1] == "completed"
+
+
 async def test_async_mode_false_holds_the_create_until_the_end(
     client: AsyncTestClient, settings: Settings
 ) -> None:
