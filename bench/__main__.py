@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import accept, charts, inflight, sse_fanout
-from bench.common import machine
+from bench.common import exit_on_sigterm, machine
 from tests.e2e.stack import Stack
 from tests.infra import ROOT, Services
 
@@ -270,6 +270,7 @@ def _stream_on(results: dict, timings: dict, streams: int, jobs: int, stack: Sta
 
 def main(argv: list[str] | None = None) -> dict:
     args = _args(argv)
+    exit_on_sigterm()
     args.out.mkdir(parents=True, exist_ok=True)
     services = Services()
     results: dict = {}

@@ -8,6 +8,7 @@ import os
 import platform
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -202,6 +203,12 @@ def spawn(
         start_new_session=True,
         preexec_fn=pod.enter if pod is not None and pod.available else None,
     )
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the run as Ctrl-C does, through the ``finally`` blocks that stop the stacks' processes
+    (each in a session of its own, so they would outlive the run) and remove the pods' cgroups."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 def stop(stack: Stack, key: str, timeout: float = 15, sig: int = signal.SIGTERM) -> None:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import msgspec
 import redis
 
-from bench.common import cpu_seconds
+from bench.common import cpu_seconds, exit_on_sigterm
 from tests.e2e.stack import Stack
 from tests.infra import ROOT, Services
 
@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=30)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "sse_fanout.json"))
     args = parser.parse_args()
+    exit_on_sigterm()
 
     services = Services()
     try:
