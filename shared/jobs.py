@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db import single_statement_sessions
 from shared.models import Job, JobState
 from shared.timeutil import utcnow
 
@@ -61,6 +62,8 @@ def attempt_entry(account_id: int | None, error_class: str, message: str) -> dic
 class JobRepo:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        # For the methods that run one statement: no BEGIN and COMMIT round trips around it.
+        self._one = single_statement_sessions(sessions)
 
     async def insert(self, job: Job, *, key_window: timedelta = timedelta(hours=24)) -> tuple[Job, bool]:
         """Stores a new job. With an idempotency key this owner used within ``key_window``, returns that job
@@ -88,11 +91,11 @@ class JobRepo:
         raise RuntimeError("could not store the job under its idempotency key")
 
     async def get(self, job_id: str) -> Job | None:
-        async with self._sessions() as session:
+        async with self._one() as session:
             return await session.get(Job, job_id)
 
     async def by_idempotency_key(self, owner: str, key: str) -> Job | None:
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.select(Job).where(Job.owner == owner, Job.idempotency_key == key)
             )
@@ -115,12 +118,12 @@ class JobRepo:
             key = sa.tuple_(Job.created_at, Job.id)
             marker = sa.tuple_(sa.literal(after.created_at), sa.literal(after.id))
             query = query.where(key > marker if ascending else key < marker)
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(query.order_by(*order).limit(limit))
             return list(result.scalars().all())
 
     async def by_generation_id(self, generation_id: str, owner: str) -> Job | None:
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.select(Job).where(
                     Job.generation_id == generation_id, Job.owner == owner, Job.deleted_at.is_(None)
@@ -129,12 +132,12 @@ class JobRepo:
             return result.scalars().first()
 
     async def set_post_id(self, job_id: str, post_id: str) -> None:
-        async with self._sessions() as session:
+        async with self._one() as session:
             await session.execute(sa.update(Job).where(Job.id == job_id).values(post_id=post_id))
             await session.commit()
 
     async def in_group(self, group_id: str) -> list[Job]:
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(sa.select(Job).where(Job.group_id == group_id).order_by(Job.id))
             return list(result.scalars().all())
 
@@ -144,7 +147,7 @@ class JobRepo:
             await session.commit()
 
     async def mark_deleted(self, job_id: str) -> None:
-        async with self._sessions() as session:
+        async with self._one() as session:
             await session.execute(sa.update(Job).where(Job.id == job_id).values(deleted_at=utcnow()))
             await session.commit()
 
@@ -152,7 +155,7 @@ class JobRepo:
         query = sa.select(Job).where(Job.state.in_(states))
         for column, value in filters.items():
             query = query.where(getattr(Job, column) == value)
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(query.order_by(Job.created_at))
             return list(result.scalars().all())
 
@@ -183,7 +186,7 @@ class JobRepo:
             .returning(Job)
             .execution_options(synchronize_session=False)
         )
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(statement)
             row = result.scalars().first()
             await session.commit()
@@ -240,7 +243,7 @@ class JobRepo:
 
     async def park(self, job_id: str) -> None:
         """No account can take the job now: it waits for dispatch to send it again."""
-        async with self._sessions() as session:
+        async with self._one() as session:
             await session.execute(
                 sa.update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED).values(enqueued_at=None)
             )
@@ -250,7 +253,7 @@ class JobRepo:
         """Marks up to ``limit`` of the oldest parked jobs as enqueued and returns their ids."""
         if limit <= 0:
             return []
-        async with self._sessions() as session:
+        async with self._one() as session:
             picked = (
                 sa.select(Job.id)
                 .where(Job.kind == kind, Job.state == JobState.QUEUED, Job.enqueued_at.is_(None))
@@ -278,7 +281,7 @@ class JobRepo:
         cutoff = utcnow() - older_than
         if before is not None:
             cutoff = min(cutoff, before)
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.select(Job.id).where(Job.state == state, column < cutoff).limit(1000)
             )
@@ -286,26 +289,26 @@ class JobRepo:
 
     async def touch_enqueued(self, job_ids: Sequence[str]) -> None:
         if job_ids:
-            async with self._sessions() as session:
+            async with self._one() as session:
                 await session.execute(sa.update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=utcnow()))
                 await session.commit()
 
     async def overdue(self) -> list[Job]:
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.select(Job).where(Job.state.in_(JobState.OPEN), Job.deadline_at < utcnow()).limit(1000)
             )
             return list(result.scalars().all())
 
     async def accounts_with_running_jobs(self) -> list[int]:
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.select(Job.account_id).where(Job.state == JobState.RUNNING).distinct()
             )
             return [row for row in result.scalars().all() if row is not None]
 
     async def count_active(self, kind: str) -> int:
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.select(sa.func.count()).where(Job.kind == kind, Job.state.in_(JobState.ACTIVE))
             )
@@ -317,7 +320,7 @@ class JobRepo:
         holds = sa.or_(
             Job.state.in_(JobState.ACTIVE), sa.and_(Job.kind == "character", Job.state == JobState.FINALIZING)
         )
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.select(Job.id, Job.account_id, Job.kind).where(holds, Job.account_id.is_not(None))
             )
@@ -326,7 +329,7 @@ class JobRepo:
     async def task_ids_known(self, task_ids: Sequence[str]) -> set[str]:
         if not task_ids:
             return set()
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.select(Job.upstream_task_id).where(Job.upstream_task_id.in_(list(task_ids)))
             )

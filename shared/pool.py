@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db import single_statement_sessions
 from shared.errors import Conflict, NotFound
 from shared.leases import Leases
 from shared.models import Account
@@ -64,6 +65,8 @@ def _eligible(kind: str, requires_pro: bool, exclude: Collection[int]) -> list[s
 class Pool:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], leases: Leases, box: SecretBox) -> None:
         self._sessions = sessions
+        # For the methods that run one statement: no BEGIN and COMMIT round trips around it.
+        self._one = single_statement_sessions(sessions)
         self.leases = leases
         self._box = box
         # (kind, requires_pro) → until when a yes from any_capable holds (monotonic clock).
@@ -122,7 +125,7 @@ class Pool:
     ) -> Account | None:
         if only is not None:
             conditions.append(Account.id == only)
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.select(Account.id, _LIMIT_COLUMN[kind])
                 .where(*conditions)
@@ -140,7 +143,7 @@ class Pool:
     async def any_eligible(
         self, kind: str, *, requires_pro: bool = False, exclude: Collection[int] = ()
     ) -> bool:
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.select(sa.func.count()).select_from(Account).where(*_eligible(kind, requires_pro, exclude))
             )
@@ -160,7 +163,7 @@ class Pool:
         conditions = [Account.enabled.is_(True), _LIMIT_COLUMN[kind] > 0]
         if requires_pro:
             conditions.append(Account.plan_type.in_(PRO_PLANS))
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(sa.select(sa.func.count()).select_from(Account).where(*conditions))
             capable = int(result.scalar_one()) > 0
         if capable and trust_yes_for > 0:
@@ -169,7 +172,7 @@ class Pool:
 
     async def capacity(self, kind: str) -> int:
         """Total slots of the accounts that could take a job now."""
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(_LIMIT_COLUMN[kind]), 0)).where(
                     *_eligible(kind, False, ())
@@ -178,7 +181,7 @@ class Pool:
             return int(result.scalar_one())
 
     async def get(self, account_id: int) -> Account | None:
-        async with self._sessions() as session:
+        async with self._one() as session:
             return await session.get(Account, account_id)
 
     def forget_capable(self) -> None:
@@ -188,14 +191,14 @@ class Pool:
     async def update(self, account_id: int, **values: Any) -> None:
         values.setdefault("updated_at", utcnow())
         self.forget_capable()
-        async with self._sessions() as session:
+        async with self._one() as session:
             await session.execute(sa.update(Account).where(Account.id == account_id).values(**values))
             await session.commit()
 
     async def store(self, account_id: int, **values: Any) -> Account | None:
         """Applies ``values`` and returns the account as it is now (None if it is gone)."""
         self.forget_capable()
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.update(Account)
                 .where(Account.id == account_id)
@@ -287,7 +290,7 @@ class Pool:
             .limit(1)
             .scalar_subquery()
         )
-        async with self._sessions() as session:
+        async with self._one() as session:
             result = await session.execute(
                 sa.update(Account)
                 .where(Account.id == least_recent)
