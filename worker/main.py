@@ -6,9 +6,10 @@ each worker child.
 
 from __future__ import annotations
 
+import gc
 import logging
 
-from celery.signals import after_setup_logger, worker_process_shutdown
+from celery.signals import after_setup_logger, worker_init, worker_process_shutdown
 
 from shared.logs import quiet_libraries
 from shared.queue import create_celery
@@ -43,6 +44,18 @@ def _quiet_task_lines(**_: object) -> None:
     if settings.log_level.upper() != "DEBUG":
         for name in _CHATTY:
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@worker_init.connect
+def _freeze_before_fork(**_: object) -> None:
+    """What the parent holds before it forks its pool goes into the collector's permanent generation.
+
+    Otherwise each child's first full collection writes to every object it inherited (the collector's
+    bookkeeping lives in the object headers), and copy-on-write gives each child its own copy of those
+    pages. A pod's memory, as its cgroup counts it, fell from 383 to 267–282 MB in a 1,000-job benchmark.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @worker_process_shutdown.connect
