@@ -52,7 +52,7 @@ def _freeze_before_fork(**_: object) -> None:
 
     Otherwise each child's first full collection writes to every object it inherited (the collector's
     bookkeeping lives in the object headers), and copy-on-write gives each child its own copy of those
-    pages. A pod's memory, as its cgroup counts it, fell from 383 to 267–282 MB in a 1,000-job benchmark.
+    pages. A pod's memory, as its cgroup counts it, fell from 383 to 267-282 MB in a 1,000-job benchmark.
     """
     gc.collect()
     gc.freeze()
