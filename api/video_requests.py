@@ -336,5 +336,7 @@ async def plan_video_job(
         params=params,
         user_metadata=request.metadata,
         remixed_from_video_id=remixed_from,
+        # Given, not defaulted: pydantic inspects a default factory's signature on every construction.
+        attempts=[],
         **new_job_times(resources.settings.job_deadline_s),
     )
