@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 
 import redis
 
 from shared import names
 from shared.queue import Enqueuer, TaskMessages, create_celery
 from shared.settings import Settings
+from worker import celery_fixes
 
 
 def test_each_task_lands_in_its_own_queue_only(settings: Settings) -> None:
@@ -83,6 +85,48 @@ def test_batched_submit_messages_are_what_celery_sends(settings: Settings) -> No
         assert second["headers"]["id"] != ours["headers"]["id"]
         assert second["properties"]["delivery_tag"] != ours["properties"]["delivery_tag"]
         assert json.loads(base64.b64decode(second["body"]))[0] == ["video_second"]
+    finally:
+        events.close()
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
+        client.close()
+        app.close()
+
+
+def test_kombu_reuses_one_redis_client_per_channel_and_still_delivers(settings: Settings) -> None:
+    """The worker's fix for kombu building a redis-py client per command: one client per channel and
+    connection pool, and every message and task-sent event still arrives, also after the pool changes."""
+    celery_fixes.reuse_the_redis_client()
+    prefix = f"{settings.redis_prefix}{secrets.token_hex(3)}:"
+    app = create_celery(Settings(redis_url=settings.redis_url, redis_prefix=prefix))
+    queue, events_channel = TaskMessages(app, names.TASK_VIDEO_SUBMIT).routes()
+    client = redis.Redis.from_url(settings.redis_url)
+    events = client.pubsub(ignore_subscribe_messages=True)
+    events.subscribe(events_channel)
+    try:
+        enqueue = Enqueuer(app)
+        enqueue.submit("video_a")
+        # One send at a time: the producer pool hands the same producer, and channel, back each time.
+        with app.producer_or_acquire() as producer:
+            channel = producer.channel
+        reused = channel.__dict__["_reused_client"]
+        enqueue.submit("video_b")
+        assert channel.__dict__["_reused_client"] is reused
+        # A new pool (kombu makes one after a lost connection) gets a client of its own.
+        channel._pool = None
+        enqueue.submit("video_c")
+        renewed = channel.__dict__["_reused_client"]
+        assert renewed is not reused and renewed.connection_pool is channel.pool
+
+        sent = [TaskMessages.argument_of(raw) for raw in reversed(client.lrange(queue, 0, -1))]
+        assert sent == ["video_a", "video_b", "video_c"]
+        received = []
+        deadline = time.monotonic() + 5
+        while len(received) < 3 and time.monotonic() < deadline:
+            message = events.get_message(timeout=0.5)
+            if message is not None:
+                received.append(json.loads(message["data"])["body"])
+        assert len(received) == 3
     finally:
         events.close()
         for key in client.scan_iter(match=f"{prefix}*"):
