@@ -6,8 +6,12 @@ import base64
 import json
 import secrets
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+import pytest
 import redis
+from celery import Celery
 
 from shared import names
 from shared.queue import Enqueuer, TaskMessages, create_celery
@@ -15,27 +19,41 @@ from shared.settings import Settings
 from worker import celery_fixes
 
 
-def test_each_task_lands_in_its_own_queue_only(settings: Settings) -> None:
+@dataclass
+class Broker:
+    prefix: str
+    app: Celery
+    client: redis.Redis
+
+
+@pytest.fixture
+def broker(settings: Settings) -> Iterator[Broker]:
+    """A Celery app on a key prefix of its own and a Redis client; what a test leaves there goes after it."""
     prefix = f"{settings.redis_prefix}{secrets.token_hex(3)}:"
     app = create_celery(Settings(redis_url=settings.redis_url, redis_prefix=prefix))
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        enqueue = Enqueuer(app)
-        enqueue.submit("video_abc")
-        enqueue.finalize("video_def")
-        polls = TaskMessages(app, names.TASK_POLL_ACCOUNT)
-        client.lpush(polls.routes()[0], *polls.build([7])[0])
-        lengths = {queue: client.llen(f"{prefix}{queue}") for queue in names.ALL_QUEUES}
-        assert lengths == {"submit": 1, "finalize": 1, "poll": 1, "maintenance": 0}
-
-        message = json.loads(client.lindex(f"{prefix}submit", 0))
-        assert message["headers"]["task"] == "videos.submit"
-        assert json.loads(base64.b64decode(message["body"]))[0] == ["video_abc"]
+        yield Broker(prefix, app, client)
     finally:
         for key in client.scan_iter(match=f"{prefix}*"):
             client.delete(key)
         client.close()
         app.close()
+
+
+def test_each_task_lands_in_its_own_queue_only(broker: Broker) -> None:
+    prefix, app, client = broker.prefix, broker.app, broker.client
+    enqueue = Enqueuer(app)
+    enqueue.submit("video_abc")
+    enqueue.finalize("video_def")
+    polls = TaskMessages(app, names.TASK_POLL_ACCOUNT)
+    client.lpush(polls.routes()[0], *polls.build([7])[0])
+    lengths = {queue: client.llen(f"{prefix}{queue}") for queue in names.ALL_QUEUES}
+    assert lengths == {"submit": 1, "finalize": 1, "poll": 1, "maintenance": 0}
+
+    message = json.loads(client.lindex(f"{prefix}submit", 0))
+    assert message["headers"]["task"] == "videos.submit"
+    assert json.loads(base64.b64decode(message["body"]))[0] == ["video_abc"]
 
 
 def _shape(raw: bytes, job_id: str) -> dict:
@@ -55,12 +73,10 @@ def _shape(raw: bytes, job_id: str) -> dict:
     return json.loads(json.dumps(blank({**message, "body": body})).replace(job_id, "…"))
 
 
-def test_batched_submit_messages_are_what_celery_sends(settings: Settings) -> None:
+def test_batched_submit_messages_are_what_celery_sends(broker: Broker) -> None:
     """The API's batched submit messages (one LPUSH for many jobs) against kombu's own publish: the same
     envelope, headers, body and task-sent event, on the same list and channel."""
-    prefix = f"{settings.redis_prefix}{secrets.token_hex(3)}:"
-    app = create_celery(Settings(redis_url=settings.redis_url, redis_prefix=prefix))
-    client = redis.Redis.from_url(settings.redis_url)
+    prefix, app, client = broker.prefix, broker.app, broker.client
     events = client.pubsub()
     events.psubscribe(f"{prefix}*")
     try:
@@ -87,20 +103,14 @@ def test_batched_submit_messages_are_what_celery_sends(settings: Settings) -> No
         assert json.loads(base64.b64decode(second["body"]))[0] == ["video_second"]
     finally:
         events.close()
-        for key in client.scan_iter(match=f"{prefix}*"):
-            client.delete(key)
-        client.close()
-        app.close()
 
 
-def test_kombu_reuses_one_redis_client_per_channel_and_still_delivers(settings: Settings) -> None:
+def test_kombu_reuses_one_redis_client_per_channel_and_still_delivers(broker: Broker) -> None:
     """The worker's fix for kombu building a redis-py client per command: one client per channel and
     connection pool, and every message and task-sent event still arrives, also after the pool changes."""
     celery_fixes.reuse_the_redis_client()
-    prefix = f"{settings.redis_prefix}{secrets.token_hex(3)}:"
-    app = create_celery(Settings(redis_url=settings.redis_url, redis_prefix=prefix))
+    app, client = broker.app, broker.client
     queue, events_channel = TaskMessages(app, names.TASK_VIDEO_SUBMIT).routes()
-    client = redis.Redis.from_url(settings.redis_url)
     events = client.pubsub(ignore_subscribe_messages=True)
     events.subscribe(events_channel)
     try:
@@ -129,7 +139,3 @@ def test_kombu_reuses_one_redis_client_per_channel_and_still_delivers(settings: 
         assert len(received) == 3
     finally:
         events.close()
-        for key in client.scan_iter(match=f"{prefix}*"):
-            client.delete(key)
-        client.close()
-        app.close()
