@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import configure_mappers
 
+from shared.db import autocommit
 from shared.jobs import JobRepo
 from shared.models import Job
 from shared.names import Keys
@@ -103,7 +104,8 @@ class Admission:
         # A job built with ``Job.model_construct`` reads its columns through SQLAlchemy's attributes, which
         # work only once the mappers are configured; a fresh process's first request may be a create.
         configure_mappers()
-        self._engine = engine
+        # One statement is atomic on its own: in autocommit there is no BEGIN and COMMIT round trip.
+        self._engine = autocommit(engine)
         self._redis = redis
         self._keys = keys
         self._jobs = jobs
@@ -127,9 +129,7 @@ class Admission:
     async def _insert_many(self, jobs: list[Job]) -> list[bool | BaseException]:
         rows = [{name: getattr(job, name) for name in _COLUMNS} for job in jobs]
         try:
-            # One statement is atomic on its own: in autocommit there is no BEGIN and COMMIT round trip.
             async with self._engine.connect() as connection:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
                 inserted = set((await connection.execute(_INSERT, rows)).scalars())
         except DBAPIError as exc:
             if len(jobs) == 1 or exc.connection_invalidated:

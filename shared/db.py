@@ -58,5 +58,9 @@ def single_statement_sessions(sessions: async_sessionmaker[AsyncSession]) -> asy
     trips fewer, about a quarter of a short session's CPU (1.1 → 0.85 ms) and 0.4 ms of its time. Work
     of more than one statement that must hold together uses ``sessions``.
     """
-    engine = sessions.kw["bind"]
-    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+    return async_sessionmaker(autocommit(sessions.kw["bind"]), expire_on_commit=False)
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The engine on the same pool, its connections in autocommit (no BEGIN, no COMMIT)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
