@@ -35,23 +35,24 @@ async def sweep(ctx: Context) -> dict[str, int]:
     requeue = timedelta(seconds=ctx.settings.requeue_after_s)
     lost = await lost_messages(ctx, ctx.submit_messages, JobState.QUEUED, Job.enqueued_at, requeue)
     await ctx.jobs.touch_enqueued(lost)
-    for job_id in lost:
-        ctx.enqueue.submit(job_id)
+    await ctx.submit_messages.send(ctx.redis, lost)
     counts["requeued"] = len(lost)
 
     # A worker died inside submit (its heartbeat stopped): the next submit resumes it, looking for the task
     # its create may have made before it sends another.
     stuck = await ctx.jobs.stale(JobState.SUBMITTING, Job.submit_started_at, step_silence(ctx.settings))
-    for job_id in stuck:
-        ctx.enqueue.submit(job_id)
+    await ctx.submit_messages.send(ctx.redis, stuck)
     counts["resumed"] = len(stuck)
 
     # A finalize whose message or worker was lost. Marked fresh when sent, so one goes out per period.
     refinalize = await lost_messages(ctx, ctx.finalize_messages, JobState.FINALIZING, Job.updated_at, requeue)
-    for job_id in refinalize:
-        if await ctx.jobs.transition(job_id, [JobState.FINALIZING], bump=False):
-            ctx.enqueue.finalize(job_id)
-            counts["refinalized"] += 1
+    marked = [
+        job_id
+        for job_id in refinalize
+        if await ctx.jobs.transition(job_id, [JobState.FINALIZING], bump=False)
+    ]
+    await ctx.finalize_messages.send(ctx.redis, marked)
+    counts["refinalized"] = len(marked)
 
     counts["leases"] = await rebuild_leases(ctx)
     if any(value for key, value in counts.items() if key != "leases"):
