@@ -7,6 +7,7 @@ version and subscribers can order and de-duplicate by it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import msgspec
 from redis.asyncio import Redis
@@ -81,7 +82,7 @@ def decode(payload: bytes | str) -> JobEvent:
 
 
 class Publisher:
-    """Publishes job events on Redis. Tests may swap in a recording fake with the same method."""
+    """Publishes job events on Redis."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
@@ -91,3 +92,11 @@ class Publisher:
         event = event_for(job, message)
         await self._redis.publish(self._keys.job_channel(job.id), encode(event))
         return event
+
+    async def publish_many(self, jobs: Sequence[Job]) -> None:
+        """``publish`` for each job, in one round trip."""
+        if jobs:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job in jobs:
+                    pipe.publish(self._keys.job_channel(job.id), encode(event_for(job)))
+                await pipe.execute()

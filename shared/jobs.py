@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,6 +25,17 @@ from shared.timeutil import utcnow
 JOB_ID_PREFIXES = ("video_", "img_", "char_")
 # What every job id looks like (new_*_id); anything else names no job and is not looked up.
 JOB_ID = re.compile(r"(?:video|img|char)_[0-9a-f]{32}")
+
+
+# Rows of (id, progress, upstream_status) from three bound arrays: one statement for any number of jobs,
+# and one cached compilation.
+_PROGRESS_ROWS = sa.func.unnest(
+    sa.bindparam("ids", type_=ARRAY(sa.Text)),
+    sa.bindparam("progress", type_=ARRAY(sa.Integer)),
+    sa.bindparam("statuses", type_=ARRAY(sa.Text)),
+).table_valued(
+    sa.column("id", sa.Text), sa.column("progress", sa.Integer), sa.column("upstream_status", sa.Text)
+)
 
 
 def new_video_id() -> str:
@@ -228,6 +239,34 @@ class JobRepo:
             missing_since=None,
         )
 
+    async def raise_progress_many(self, updates: Sequence[tuple[str, int, str | None]]) -> list[Job]:
+        """``raise_progress`` for many ``(job_id, progress, upstream_status)`` in one statement (a poll's
+        jobs); returns the jobs that changed. One UPDATE of 300 rows costs about what three single ones do."""
+        if not updates:
+            return []
+        ids, progress, statuses = (list(column) for column in zip(*updates, strict=True))
+        new = _PROGRESS_ROWS.render_derived(name="new")  # AS new(id, progress, upstream_status)
+        statement = (
+            sa.update(Job)
+            .where(Job.id == new.c.id, Job.state == JobState.RUNNING, Job.progress < new.c.progress)
+            .values(
+                progress=new.c.progress,
+                upstream_status=new.c.upstream_status,
+                missing_since=None,
+                updated_at=utcnow(),
+                seq=Job.seq + 1,
+            )
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._one() as session:
+            result = await session.execute(
+                statement, {"ids": ids, "progress": progress, "statuses": statuses}
+            )
+            rows = list(result.scalars().all())
+            await session.commit()
+            return rows
+
     async def fail(
         self, job_id: str, code: str, message: str, *, attempt: dict[str, Any] | None = None
     ) -> Job | None:
@@ -298,6 +337,15 @@ class JobRepo:
             result = await session.execute(
                 sa.select(Job).where(Job.state.in_(JobState.OPEN), Job.deadline_at < utcnow()).limit(1000)
             )
+            return list(result.scalars().all())
+
+    async def running_on(self, account_ids: Sequence[int]) -> list[Job]:
+        """The running jobs of these accounts, oldest first."""
+        if not account_ids:
+            return []
+        query = sa.select(Job).where(Job.account_id.in_(account_ids), Job.state == JobState.RUNNING)
+        async with self._one() as session:
+            result = await session.execute(query.order_by(Job.created_at))
             return list(result.scalars().all())
 
     async def accounts_with_running_jobs(self) -> list[int]:

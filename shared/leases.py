@@ -9,7 +9,7 @@ a worker that died frees itself when its lease runs out.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
 
@@ -80,6 +80,20 @@ class Leases:
     async def renew(self, account_id: int, kind: str, job_ids: Sequence[str]) -> None:
         if job_ids:
             await self._renew(keys=[self._keys.lease(account_id, kind)], args=[self._ttl_ms, *job_ids])
+            LEASE_OPERATIONS.labels(kind, "renewed").inc(len(job_ids))
+
+    async def renew_many(self, groups: Mapping[tuple[int, str], Sequence[str]]) -> None:
+        """``renew`` for each ``(account_id, kind)`` and its job ids, in one round trip."""
+        groups = {pair: job_ids for pair, job_ids in groups.items() if job_ids}
+        if not groups:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for (account_id, kind), job_ids in groups.items():
+                await self._renew(
+                    keys=[self._keys.lease(account_id, kind)], args=[self._ttl_ms, *job_ids], client=pipe
+                )
+            await pipe.execute()
+        for (_, kind), job_ids in groups.items():
             LEASE_OPERATIONS.labels(kind, "renewed").inc(len(job_ids))
 
     async def release(self, account_id: int, kind: str, job_id: str) -> None:

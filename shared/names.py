@@ -10,6 +10,8 @@ from __future__ import annotations
 TASK_VIDEO_SUBMIT = "videos.submit"
 TASK_VIDEO_FINALIZE = "videos.finalize"
 TASK_POLL_TICK = "poll.tick"
+TASK_POLL_ACCOUNTS = "poll.accounts"
+# One account a message: what releases before poll.accounts sent; still served.
 TASK_POLL_ACCOUNT = "poll.account"
 TASK_SWEEP = "jobs.sweep"
 TASK_DISPATCH = "jobs.dispatch"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -183,6 +183,14 @@ class Pool:
     async def get(self, account_id: int) -> Account | None:
         async with self._one() as session:
             return await session.get(Account, account_id)
+
+    async def get_many(self, account_ids: Sequence[int]) -> dict[int, Account]:
+        """The accounts that exist among ``account_ids``, by id."""
+        if not account_ids:
+            return {}
+        async with self._one() as session:
+            result = await session.execute(sa.select(Account).where(Account.id.in_(account_ids)))
+            return {account.id: account for account in result.scalars().all()}  # type: ignore[misc]
 
     def forget_capable(self) -> None:
         """Drops the remembered yes answers of ``any_capable`` (the pool changed)."""

@@ -29,6 +29,7 @@ from shared.settings import Settings
 ROUTES = {
     names.TASK_VIDEO_SUBMIT: names.QUEUE_SUBMIT,
     names.TASK_VIDEO_FINALIZE: names.QUEUE_FINALIZE,
+    names.TASK_POLL_ACCOUNTS: names.QUEUE_POLL,
     names.TASK_POLL_ACCOUNT: names.QUEUE_POLL,
     names.TASK_POLL_TICK: names.QUEUE_MAINTENANCE,
     names.TASK_DISPATCH: names.QUEUE_MAINTENANCE,
@@ -119,6 +120,10 @@ class Enqueuer:
         self._send(names.TASK_ACCOUNT_REFRESH, account_id)
 
 
+# A task's one argument: a job or account id, or a list of them (a poll's accounts).
+Argument = str | int | list[int]
+
+
 class TaskMessages:
     """Messages of one task for many ids (jobs, accounts), for one Redis command instead of one publish each.
 
@@ -171,7 +176,7 @@ class TaskMessages:
         raw = await redis.lindex(queue_key, -1)  # LPUSH adds at the head: the tail is the oldest
         return None if raw is None else self.argument_of(raw)
 
-    def add_to(self, pipe: Pipeline, arguments: Sequence[str | int]) -> None:
+    def add_to(self, pipe: Pipeline, arguments: Sequence[Argument]) -> None:
         """Adds the messages for ``arguments`` (one task each, in order) and their events to ``pipe``."""
         if not arguments:
             return
@@ -181,7 +186,7 @@ class TaskMessages:
         for event in sent:
             pipe.publish(topic, event)
 
-    async def send(self, redis: Redis, arguments: Sequence[str | int]) -> None:
+    async def send(self, redis: Redis, arguments: Sequence[Argument]) -> None:
         """One task for each of ``arguments``, in one round trip."""
         if arguments:
             async with redis.pipeline(transaction=False) as pipe:
@@ -192,7 +197,7 @@ class TaskMessages:
     def events(self) -> bool:
         return bool(self._app.conf.task_send_sent_event)
 
-    def build(self, arguments: Sequence[str | int]) -> tuple[list[bytes], list[bytes]]:
+    def build(self, arguments: Sequence[Argument]) -> tuple[list[bytes], list[bytes]]:
         """Messages for the task's queue (for ``LPUSH``, oldest first) and their task-sent events."""
         amqp = self._app.amqp
         events = self.events

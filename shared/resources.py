@@ -89,7 +89,7 @@ class Resources:
             storage=create_storage(settings),
             enqueue=Enqueuer(celery),
             submit_messages=submit_messages,
-            poll_messages=TaskMessages(celery, names.TASK_POLL_ACCOUNT),
+            poll_messages=TaskMessages(celery, names.TASK_POLL_ACCOUNTS),
             finalize_messages=TaskMessages(celery, names.TASK_VIDEO_FINALIZE),
             admission=Admission(engine, redis, keys, jobs, submit_messages),
             url_key=settings.url_signing_key

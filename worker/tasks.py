@@ -30,6 +30,10 @@ def register(app: Celery, runtime: Runtime) -> None:
     def poll_tick() -> int:
         return runtime.run(poll.tick)
 
+    @app.task(name=names.TASK_POLL_ACCOUNTS, ignore_result=True)
+    def poll_accounts(account_ids: list[int]) -> None:
+        runtime.run(poll.poll_accounts, account_ids)
+
     @app.task(name=names.TASK_POLL_ACCOUNT, ignore_result=True)
     def poll_account(account_id: int) -> None:
         with logs.bind(account_id=account_id):

@@ -448,6 +448,23 @@ def test_an_account_whose_secret_cannot_be_read_is_disabled_not_fatal(stack: Sta
     _running["secret"] = (video_id, accts["b"].id, 1)
 
 
+def test_an_account_whose_poll_hangs_holds_back_no_other_account(stack: Stack) -> None:
+    """Accounts are polled several to a task; one whose pending request hangs holds back only its own jobs."""
+    hang_s = 20
+    accts = fresh_accounts(stack, "hanging-poll")
+    stuck = stack.create_video(prompt="on the account whose poll hangs")["id"]
+    assert wait_placed(stack, stuck)["account_id"] == accts["a"].id
+    answered = stack.create_video(prompt="on the account that answers")["id"]
+    assert wait_placed(stack, answered)["account_id"] == accts["b"].id
+    hang = {**fault("slow", count=1, delay_s=hang_s), "route": "pending", "account": accts["a"].sim}
+    stack.sim("POST", "/faults", json=hang)
+
+    assert stack.wait_video(answered)["status"] == "completed"
+    # The other account's job is done while this one's poll still waits for its answer.
+    assert job_row(stack, stuck)["state"] == "running"
+    assert stack.wait_video(stuck, timeout=hang_s + 30)["status"] == "completed"
+
+
 def test_every_job_that_moved_on_completes_where_it_went(stack: Stack) -> None:
     for name, (video_id, account_id, attempts) in _running.items():
         assert stack.wait_video(video_id)["status"] == "completed", name

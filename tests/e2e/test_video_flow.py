@@ -170,6 +170,8 @@ def test_progress_events_on_the_job_channel(stack: Stack) -> None:
     assert seqs == sorted(set(seqs)), seqs  # monotonic, no duplicates
     assert [e.progress for e in events] == sorted(e.progress for e in events)
     assert {"in_progress", "completed"} <= {e.status for e in events}
+    # Polls reported the upstream's progress in between, not only the start and the download.
+    assert [e for e in events if 1 < e.progress < 99], events  # 99 is downloading
 
 
 def test_drafts_that_arrive_late_or_never(stack: Stack) -> None:

@@ -46,8 +46,8 @@ def test_each_task_lands_in_its_own_queue_only(broker: Broker) -> None:
     enqueue = Enqueuer(app)
     enqueue.submit("video_abc")
     enqueue.finalize("video_def")
-    polls = TaskMessages(app, names.TASK_POLL_ACCOUNT)
-    client.lpush(polls.routes()[0], *polls.build([7])[0])
+    polls = TaskMessages(app, names.TASK_POLL_ACCOUNTS)
+    client.lpush(polls.routes()[0], *polls.build([[7, 8]])[0])
     lengths = {queue: client.llen(f"{prefix}{queue}") for queue in names.ALL_QUEUES}
     assert lengths == {"submit": 1, "finalize": 1, "poll": 1, "maintenance": 0}
 

@@ -1,35 +1,45 @@
 """Progress collection: one short tick per account, never one loop per job.
 
-``poll.tick`` (beat) enqueues ``poll.account`` for each account with running
-jobs. One ``pending`` request covers all of an account's tasks; the drafts are
-read only when a task has left the pending list.
+``poll.tick`` (beat) sends ``poll.accounts`` messages, each for up to ``ACCOUNTS_PER_POLL`` accounts with
+running jobs. The task polls its accounts concurrently: one ``pending`` request covers all of an account's
+tasks, and the drafts are read only when a task has left the pending list. What every poll of a batch
+needs from Postgres and Redis is read and written for the whole batch at once: the running jobs, the
+accounts, the lease renewals, the progress updates and their events.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
 from shared import logs
 from shared.jobs import attempt_entry
-from shared.models import Job, JobState
+from shared.models import Account, Job, JobState
 from shared.secrets import SecretUnreadable
 from shared.sora import errors
 from shared.sora.client import Credentials
 from shared.timeutil import utcnow
 from worker.context import Context
 from worker.engine import accounts, characters
-from worker.engine.common import fail, free_slot, log, publish
+from worker.engine.common import REDIS_DOWN, fail, free_slot, log, publish
 
 CONTENT_FILTER_MESSAGE = "The prompt or input was rejected by the content filter"
 MAX_DRAFT_PAGES = 5
+# Accounts per poll task. A batch shares its database reads and writes, so a poll of 1,000 busy accounts
+# is 50 tasks, not 1,000; several batches still let every worker process take a share of a tick.
+ACCOUNTS_PER_POLL = 20
+
+# (job id, progress, upstream status) of the jobs a batch saw move on, applied in one UPDATE.
+Progress = list[tuple[str, int, str | None]]
 
 
 async def tick(ctx: Context) -> int:
-    """Enqueues one poll per account that has running jobs, unless one is already on its way.
+    """Sends a poll for every account that has running jobs, unless one is already on its way.
 
     Two round trips whatever the number of accounts: the guards in one pipeline, the poll messages in
-    another (with 1,000 busy accounts, one publish each cost a third of a core).
+    another. Returns the number of accounts to be polled.
     """
     guard_ttl = max(int(ctx.settings.poll_interval_s * 5), 10)
     accounts = await ctx.jobs.accounts_with_running_jobs()
@@ -41,44 +51,83 @@ async def tick(ctx: Context) -> int:
         taken = await pipe.execute()
     # A guard whose message is not sent (Redis went away) lapses after guard_ttl; the next tick sends it.
     due = [account_id for account_id, ok in zip(accounts, taken, strict=True) if ok]
-    await ctx.poll_messages.send(ctx.redis, due)
+    batches = [due[i : i + ACCOUNTS_PER_POLL] for i in range(0, len(due), ACCOUNTS_PER_POLL)]
+    await ctx.poll_messages.send(ctx.redis, batches)
     return len(due)
 
 
-async def poll_account(ctx: Context, account_id: int) -> None:
+async def poll_accounts(ctx: Context, account_ids: list[int]) -> None:
+    """Polls each account once, all at the same time.
+
+    Each account lets go of its guard as soon as its own poll is over, so an account whose requests hang
+    (up to ``UPSTREAM_TIMEOUT_S``) holds back neither the others' next polls nor their completions; a
+    failure in one account's poll is logged and leaves the others alone.
+    """
+    polled: list[int] = []
     try:
-        await _poll(ctx, account_id)
+        jobs = await ctx.jobs.running_on(account_ids)
+        by_account: dict[int, list[Job]] = defaultdict(list)
+        held: dict[tuple[int, str], list[str]] = defaultdict(list)
+        for job in jobs:
+            by_account[job.account_id].append(job)  # type: ignore[index]
+            held[(job.account_id, job.kind)].append(job.id)  # type: ignore[index]
+        await ctx.pool.leases.renew_many(held)
+        found = await ctx.pool.get_many(list(by_account))
+        progress: Progress = []
+        polled = [account_id for account_id in by_account if account_id in found]
+        outcomes = await asyncio.gather(
+            *(
+                _poll_account(ctx, found[account_id], by_account[account_id], progress)
+                for account_id in polled
+            ),
+            return_exceptions=True,
+        )
+        for account_id, outcome in zip(polled, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("poll of account %s failed", account_id, exc_info=outcome)
+        changed = await ctx.jobs.raise_progress_many(progress)
+        try:
+            await ctx.publisher.publish_many(changed)
+        except REDIS_DOWN as exc:  # followers read Postgres again
+            log.warning("progress events of %d jobs skipped (%s)", len(changed), type(exc).__name__)
     finally:
-        await ctx.redis.delete(ctx.keys.poll_guard(account_id))
+        idle = set(account_ids).difference(polled)  # nothing to poll, or never got that far
+        if idle:
+            await ctx.redis.delete(*(ctx.keys.poll_guard(account_id) for account_id in idle))
 
 
-async def _poll(ctx: Context, account_id: int) -> None:
-    jobs = await ctx.jobs.in_states([JobState.RUNNING], account_id=account_id)
-    if not jobs:
-        return
-    by_kind: dict[str, list[Job]] = {}
-    for job in jobs:
-        by_kind.setdefault(job.kind, []).append(job)
-    for kind, group in by_kind.items():
-        await ctx.pool.leases.renew(account_id, kind, [job.id for job in group])
-    account = await ctx.pool.get(account_id)
-    if account is None:
-        return
+async def poll_account(ctx: Context, account_id: int) -> None:
+    """One account alone (``poll.account`` messages from before ``poll.accounts``)."""
+    await poll_accounts(ctx, [account_id])
+
+
+async def _poll_account(ctx: Context, account: Account, jobs: list[Job], progress: Progress) -> None:
+    try:
+        with logs.bind(account_id=account.id):
+            await _poll_one(ctx, account, jobs, progress)
+    finally:
+        await ctx.redis.delete(ctx.keys.poll_guard(account.id))  # type: ignore[arg-type]
+
+
+async def _poll_one(ctx: Context, account: Account, jobs: list[Job], progress: Progress) -> None:
     try:
         creds = ctx.pool.credentials(account)
     except SecretUnreadable as exc:
-        log.error("account %s: %s; disabling it", account_id, exc)
-        await ctx.pool.update(account_id, enabled=False, disabled_reason="secret_unreadable")
+        log.error("account %s: %s; disabling it", account.id, exc)
+        await ctx.pool.update(account.id, enabled=False, disabled_reason="secret_unreadable")  # type: ignore[arg-type]
         return
+    by_kind: dict[str, list[Job]] = defaultdict(list)
+    for job in jobs:
+        by_kind[job.kind].append(job)
     if by_kind.get("video"):
-        await _poll_videos(ctx, creds, by_kind["video"])
+        await _poll_videos(ctx, creds, by_kind["video"], progress)
     if by_kind.get("image"):
-        await _poll_images(ctx, creds, by_kind["image"])
+        await _poll_images(ctx, creds, by_kind["image"], progress)
     if by_kind.get("character"):
         await characters.poll_cameos(ctx, creds, by_kind["character"])
 
 
-async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job]) -> None:
+async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job], progress: Progress) -> None:
     try:
         pending = {item.get("id"): item for item in await ctx.sora.pending(creds)}
     except errors.UpstreamError as exc:
@@ -93,14 +142,14 @@ async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job]) -> Non
         if task is None:
             gone.append(job)
         else:
-            await _on_pending(ctx, job, task)
+            await _on_pending(ctx, job, task, progress)
     if gone:
         drafts = await _drafts_for(ctx, creds, gone)
         for job in gone:
             await _on_left_pending(ctx, job, drafts.get(job.upstream_task_id or ""))
 
 
-async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job]) -> None:
+async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job], progress: Progress) -> None:
     """One recent_tasks request covers every image job of the account."""
     try:
         tasks = {task.get("id"): task for task in await ctx.sora.recent_image_tasks(creds, limit=50)}
@@ -124,7 +173,7 @@ async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job]) -> Non
             if task is None:
                 await _in_gap(ctx, job)
             else:
-                await publish(ctx, await ctx.jobs.raise_progress(job.id, _percent(task), status))
+                progress.append((job.id, _percent(task), status))
         elif status == "succeeded":
             finalizing = await ctx.jobs.transition(
                 job.id,
@@ -170,14 +219,13 @@ async def _fail_outcome(ctx: Context, job: Job, exc: errors.UpstreamError, what:
 
 
 @logs.for_job
-async def _on_pending(ctx: Context, job: Job, task: dict[str, Any]) -> None:
+async def _on_pending(ctx: Context, job: Job, task: dict[str, Any], progress: Progress) -> None:
     status = str(task.get("status") or "")
     if status in ("failed", "error"):
         reason = task.get("failure_reason") or task.get("error_message") or "Generation failed"
         await _fail_outcome(ctx, job, errors.UpstreamTaskFailed(str(reason)))
         return
-    updated = await ctx.jobs.raise_progress(job.id, _percent(task), status)
-    await publish(ctx, updated)
+    progress.append((job.id, _percent(task), status))
 
 
 async def _drafts_for(ctx: Context, creds: Credentials, jobs: list[Job]) -> dict[str, dict[str, Any]]:

@@ -95,8 +95,7 @@ async def rebuild_leases(ctx: Context) -> int:
     groups: dict[tuple[int, str], list[str]] = defaultdict(list)
     for job_id, account_id, kind in holders:
         groups[(account_id, kind)].append(job_id)
-    for (account_id, kind), job_ids in groups.items():
-        await ctx.pool.leases.renew(account_id, kind, job_ids)
+    await ctx.pool.leases.renew_many(groups)
     for job_id, account_id, kind in holders - await ctx.jobs.holding_slots():
         await ctx.pool.leases.release(account_id, kind, job_id)
     return len(holders)
