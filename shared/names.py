@@ -24,7 +24,11 @@ QUEUE_SUBMIT = "submit"
 QUEUE_POLL = "poll"
 QUEUE_FINALIZE = "finalize"
 QUEUE_MAINTENANCE = "maintenance"
-ALL_QUEUES = (QUEUE_SUBMIT, QUEUE_POLL, QUEUE_FINALIZE, QUEUE_MAINTENANCE)
+# Workers take from the first of these that has a message (kombu's Redis "priority" order): beat's short
+# periodic tasks, then work that finishes what has started (finalizes, polls), then new creates. A wave of
+# completions is not queued behind thousands of waiting creates. Creates wait only while finishing work
+# does, and that work shrinks as it is done (a poll per busy account, a finalize per finished job).
+ALL_QUEUES = (QUEUE_MAINTENANCE, QUEUE_FINALIZE, QUEUE_POLL, QUEUE_SUBMIT)
 
 
 class Keys:

@@ -60,6 +60,8 @@ def create_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celer
             "global_keyprefix": settings.redis_prefix,
             # Unacked messages come back after this long; resumable tasks make that safe.
             "visibility_timeout": 600,
+            # The queues in names.ALL_QUEUES order, strictly, not round robin.
+            "queue_order_strategy": "priority",
         },
         # Each queue its own direct exchange and key, so a message can only ever land in one queue.
         task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in names.ALL_QUEUES],

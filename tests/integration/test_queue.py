@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
 
+from dev import procs
 from shared import names
 from shared.queue import Enqueuer, TaskMessages, create_celery
 from shared.settings import Settings
 from worker import celery_fixes
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -139,3 +146,52 @@ def test_kombu_reuses_one_redis_client_per_channel_and_still_delivers(broker: Br
         assert len(received) == 3
     finally:
         events.close()
+
+
+def test_a_worker_finishes_started_work_before_it_starts_new_work(broker: Broker, settings: Settings) -> None:
+    """Creates wait while a finalize and a poll go first: a wave of completions is not queued behind them."""
+    client = broker.client
+    waiting = [
+        (names.TASK_VIDEO_SUBMIT, [f"video_{i:032x}" for i in range(5)]),
+        (names.TASK_POLL_ACCOUNTS, [[987654]]),
+        (names.TASK_VIDEO_FINALIZE, ["video_" + "f" * 32]),
+    ]
+    for task, arguments in waiting:  # oldest first: the creates were there long before the others
+        messages = TaskMessages(broker.app, task)
+        client.lpush(messages.routes()[0], *messages.build(arguments)[0])
+    events = client.pubsub()
+    events.psubscribe(f"{broker.prefix}*celeryev*")
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "REDIS_PREFIX": broker.prefix,
+        "DATABASE_URL": settings.database_url,
+        "WORKER_SOFT_SHUTDOWN_TIMEOUT_S": "1",
+    }
+    # One process, one message at a time: the order it takes them in is the order they run in.
+    worker = subprocess.Popen(
+        [*procs.command("worker"), "--concurrency=1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    received: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(received) < 7 and time.monotonic() < deadline:
+            message = events.get_message(timeout=1)
+            if message and message["type"] == "pmessage":
+                body = json.loads(base64.b64decode(json.loads(message["data"])["body"]))
+                for event in body if isinstance(body, list) else [body]:
+                    if event.get("type") == "task-received":
+                        received.append(event["name"])
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        events.close()
+    assert received == [names.TASK_VIDEO_FINALIZE, names.TASK_POLL_ACCOUNTS, *[names.TASK_VIDEO_SUBMIT] * 5]
