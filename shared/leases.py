@@ -36,6 +36,35 @@ end
 return -1
 """
 
+# KEYS: candidate lease sets, in order of preference. ARGV: member, ttl_ms, limit_1..limit_n.
+# Takes a slot in the set with the fewest live leases that has room (the first of equals), or the one that
+# already holds this member; returns its index, or -1.
+_ACQUIRE_LEAST = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local member = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local best, fewest = -1, nil
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[i + 2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('ZSCORE', key, member) then
+    best = i
+    break
+  end
+  local held = redis.call('ZCARD', key)
+  if limit > 0 and held < limit and (fewest == nil or held < fewest) then
+    best, fewest = i, held
+  end
+end
+if best < 0 then
+  return -1
+end
+redis.call('ZADD', KEYS[best], now + ttl, member)
+redis.call('PEXPIRE', KEYS[best], ttl)
+return best - 1
+"""
+
 # KEYS[1]: a lease set. ARGV: ttl_ms, members… Re-takes (or, after a Redis restart, rebuilds) each slot.
 _RENEW = """
 local t = redis.call('TIME')
@@ -62,6 +91,7 @@ class Leases:
         self._keys = keys
         self._ttl_ms = int(ttl_s * 1000)
         self._acquire = redis.register_script(_ACQUIRE_FIRST)
+        self._acquire_least = redis.register_script(_ACQUIRE_LEAST)
         self._renew = redis.register_script(_RENEW)
         self._count = redis.register_script(_COUNT)
 
@@ -74,6 +104,19 @@ class Leases:
         keys = [self._keys.lease(account_id, kind) for account_id, _ in candidates]
         limits = [limit for _, limit in candidates]
         index = int(await self._acquire(keys=keys, args=[job_id, self._ttl_ms, *limits]))
+        LEASE_OPERATIONS.labels(kind, "full" if index < 0 else "acquired").inc()
+        return None if index < 0 else candidates[index][0]
+
+    async def acquire_least_busy(
+        self, kind: str, job_id: str, candidates: Sequence[tuple[int, int]]
+    ) -> int | None:
+        """Take a slot on the ``(account_id, limit)`` with the fewest live leases that has one (the first of
+        equals); return that account id. One script however many candidates."""
+        if not candidates:
+            return None
+        keys = [self._keys.lease(account_id, kind) for account_id, _ in candidates]
+        limits = [limit for _, limit in candidates]
+        index = int(await self._acquire_least(keys=keys, args=[job_id, self._ttl_ms, *limits]))
         LEASE_OPERATIONS.labels(kind, "full" if index < 0 else "acquired").inc()
         return None if index < 0 else candidates[index][0]
 

@@ -83,42 +83,39 @@ class Pool:
     ) -> Account | None:
         """Takes a slot on the least recently used eligible account that has one (or on ``only``).
 
-        Candidates are read with ``FOR UPDATE SKIP LOCKED``, so concurrent submits spread over the pool
-        instead of all trying the same least recently used account; ``last_used_at`` moves before the
-        row lock is released.
+        The first ``LEASE_BATCH`` candidates are read with ``FOR UPDATE SKIP LOCKED``, so concurrent submits
+        spread over the pool instead of all trying the same least recently used account; ``last_used_at``
+        moves before the row lock is released. When none of them can take the job (locked by concurrent
+        submits, or full), the least busy of every other eligible account wins (least recently used among
+        equals), chosen in one Redis script: a concurrent submit that just took a slot makes its account
+        busier, and a job that must wait (a full pool) costs three round trips, not a few per batch of the
+        whole pool.
         """
         tried: set[int] = set(exclude)
-        while True:
-            conditions = _eligible(kind, requires_pro, tried)
-            if only is not None:
-                conditions.append(Account.id == only)
-            async with self._sessions() as session, session.begin():
+        conditions = _eligible(kind, requires_pro, tried)
+        if only is not None:
+            conditions.append(Account.id == only)
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                sa.select(Account.id, _LIMIT_COLUMN[kind])
+                .where(*conditions)
+                .order_by(Account.last_used_at.asc().nulls_first(), Account.id)
+                .limit(LEASE_BATCH)
+                .with_for_update(skip_locked=True)
+            )
+            candidates = [(row[0], row[1]) for row in result.all()]
+            account_id = await self.leases.acquire_first(kind, job_id, candidates)
+            if account_id is not None:
                 result = await session.execute(
-                    sa.select(Account.id, _LIMIT_COLUMN[kind])
-                    .where(*conditions)
-                    .order_by(Account.last_used_at.asc().nulls_first(), Account.id)
-                    .limit(LEASE_BATCH)
-                    .with_for_update(skip_locked=True)
+                    sa.update(Account)
+                    .where(Account.id == account_id)
+                    .values(last_used_at=utcnow())
+                    .returning(Account)
+                    .execution_options(synchronize_session=False)
                 )
-                candidates = [(row[0], row[1]) for row in result.all()]
-                if not candidates:
-                    break
-                account_id = await self.leases.acquire_first(kind, job_id, candidates)
-                if account_id is not None:
-                    result = await session.execute(
-                        sa.update(Account)
-                        .where(Account.id == account_id)
-                        .values(last_used_at=utcnow())
-                        .returning(Account)
-                        .execution_options(synchronize_session=False)
-                    )
-                    return result.scalars().one()
-                tried.update(candidate for candidate, _ in candidates)
-        # Rows locked by concurrent submits were skipped: give them one unlocked look before giving up.
-        skipped = await self.any_eligible(kind, requires_pro=requires_pro, exclude=tried)
-        if skipped:
-            return await self._lease_unlocked(kind, job_id, _eligible(kind, requires_pro, tried), only)
-        return None
+                return result.scalars().one()
+        tried.update(candidate for candidate, _ in candidates)
+        return await self._lease_unlocked(kind, job_id, _eligible(kind, requires_pro, tried), only)
 
     async def _lease_unlocked(
         self, kind: str, job_id: str, conditions: list[sa.ColumnElement[bool]], only: int | None
@@ -132,13 +129,10 @@ class Pool:
                 .order_by(Account.last_used_at.asc().nulls_first(), Account.id)
             )
             candidates = [(row[0], row[1]) for row in result.all()]
-        for start in range(0, len(candidates), LEASE_BATCH):
-            account_id = await self.leases.acquire_first(
-                kind, job_id, candidates[start : start + LEASE_BATCH]
-            )
-            if account_id is not None:
-                return await self.store(account_id, last_used_at=utcnow())
-        return None
+        account_id = await self.leases.acquire_least_busy(kind, job_id, candidates)
+        if account_id is None:
+            return None
+        return await self.store(account_id, last_used_at=utcnow())
 
     async def any_eligible(
         self, kind: str, *, requires_pro: bool = False, exclude: Collection[int] = ()

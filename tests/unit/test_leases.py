@@ -41,6 +41,20 @@ async def test_first_account_with_room_wins_and_reacquire_is_idempotent(leases: 
     assert await leases.acquire_first("video", "c", [(1, 1), (2, 1)]) == 1
 
 
+async def test_least_busy_account_with_room_wins_the_first_of_equals(leases: Leases) -> None:
+    pool = [(1, 2), (2, 2), (3, 2)]
+    taken = [await leases.acquire_least_busy("video", f"job{i}", pool) for i in range(6)]
+    # Each account takes one before any takes a second, in the order given.
+    assert taken == [1, 2, 3, 1, 2, 3]
+    assert await leases.acquire_least_busy("video", "job6", pool) is None
+    # A redelivered submit keeps the slot it holds.
+    assert await leases.acquire_least_busy("video", "job4", pool) == 2
+    await leases.release(3, "video", "job2")
+    assert await leases.acquire_least_busy("video", "job7", [(1, 2), (2, 2), (3, 2), (4, 0)]) == 3
+    assert await leases.acquire_least_busy("video", "job8", [(4, 0)]) is None
+    assert await leases.acquire_least_busy("video", "job9", []) is None
+
+
 async def test_kinds_and_zero_limits_are_separate(leases: Leases) -> None:
     assert await leases.acquire_first("video", "v", [(7, 1)]) == 7
     assert await leases.acquire_first("image", "i", [(7, 1)]) == 7
