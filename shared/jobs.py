@@ -355,10 +355,16 @@ class JobRepo:
             )
             return [row for row in result.scalars().all() if row is not None]
 
-    async def count_active(self, kind: str) -> int:
+    async def count_claiming(self, kind: str) -> int:
+        """Jobs that hold a slot or will ask for one soon: submitting and running jobs, and queued jobs whose
+        submit message is on its way (sent, not parked, not waiting for a chained job)."""
+        waiting_for_chain = Job.params.has_key("after_job") & ~Job.params.has_key("chain_applied")
+        sent = sa.and_(Job.state == JobState.QUEUED, Job.enqueued_at.is_not(None), ~waiting_for_chain)
         async with self._one() as session:
             result = await session.execute(
-                sa.select(sa.func.count()).where(Job.kind == kind, Job.state.in_(JobState.ACTIVE))
+                sa.select(sa.func.count()).where(
+                    Job.kind == kind, sa.or_(Job.state.in_(JobState.ACTIVE), sent)
+                )
             )
             return int(result.scalar_one())
 

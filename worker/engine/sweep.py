@@ -16,10 +16,14 @@ JOB_KINDS = ("video", "image", "character")
 
 
 async def dispatch_parked(ctx: Context) -> int:
-    """Sends parked jobs of every kind when the pool has room (new accounts, ended cooldowns, freed slots)."""
+    """Sends parked jobs of every kind when the pool has room (new accounts, ended cooldowns, freed slots).
+
+    Jobs already sent count against the room: otherwise each tick sent again as many as the previous one,
+    while those still waited on the queue, and the extra ones only parked again.
+    """
     sent = 0
     for kind in JOB_KINDS:
-        free = await ctx.pool.capacity(kind) - await ctx.jobs.count_active(kind)
+        free = await ctx.pool.capacity(kind) - await ctx.jobs.count_claiming(kind)
         sent += await dispatch(ctx, kind, free)
     return sent
 
