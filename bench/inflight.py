@@ -79,13 +79,22 @@ async def create_jobs(stack: Stack, count: int, tag: str, parallel: int = 32) ->
     async with httpx.AsyncClient(timeout=60, limits=limits, headers=stack.client_headers()) as http:
 
         async def one(i: int) -> str:
-            async with gate:
-                response = await http.post(
-                    f"{stack.api_url}/v1/videos",
-                    json={"model": "sora-2", "prompt": f"{tag} job {i}", "seconds": "10"},
-                )
-                response.raise_for_status()
-                return response.json()["id"]
+            # A keep-alive connection the server closes as a request goes out fails that request; the
+            # idempotency key makes sending it again safe.
+            for attempt in range(3):
+                try:
+                    async with gate:
+                        response = await http.post(
+                            f"{stack.api_url}/v1/videos",
+                            json={"model": "sora-2", "prompt": f"{tag} job {i}", "seconds": "10"},
+                            headers={"Idempotency-Key": f"{tag}-{i}"},
+                        )
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+            response.raise_for_status()
+            return response.json()["id"]
 
         return await asyncio.gather(*(one(i) for i in range(count)))
 
