@@ -79,6 +79,34 @@ class Storage(ABC):
         """Releases connections."""
 
 
+# What LocalStorage.write holds in memory before it writes.
+WRITE_BUFFER = 1024 * 1024
+
+
+class _PartFile:
+    """A file written under a temporary name, then renamed into place; each method runs in a thread."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self._out: Any = None
+
+    def write(self, parts: list[bytes]) -> None:
+        if self._out is None:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._out = open(self.tmp, "wb")  # noqa: SIM115 (closed by finish or discard)
+        self._out.writelines(parts)
+
+    def finish(self, parts: list[bytes], path: Path) -> None:
+        self.write(parts)
+        self._out.close()
+        self.tmp.rename(path)
+
+    def discard(self) -> None:
+        if self._out is not None:
+            self._out.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 class LocalStorage(Storage):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
@@ -90,21 +118,27 @@ class LocalStorage(Storage):
         return path
 
     async def write(self, key: str, chunks: AsyncIterator[bytes]) -> int:
+        """Collects up to ``WRITE_BUFFER`` bytes, then writes them in one call to a thread: a thumbnail or
+        a short video costs one thread hand-off, not one per directory, open, chunk, close and rename."""
         path = self._path(key)
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
-        await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
-        size = 0
+        parts: list[bytes] = []
+        buffered = size = 0
+        out = _PartFile(tmp)
         try:
-            async with await anyio.open_file(tmp, "wb") as out:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    await out.write(chunk)
-            await anyio.Path(tmp).rename(path)
+            async for chunk in chunks:
+                parts.append(chunk)
+                buffered += len(chunk)
+                if buffered >= WRITE_BUFFER:
+                    await anyio.to_thread.run_sync(out.write, parts)
+                    size += buffered
+                    parts, buffered = [], 0
+            await anyio.to_thread.run_sync(out.finish, parts, path)
         except BaseException:
             with contextlib.suppress(OSError):
-                await anyio.Path(tmp).unlink(missing_ok=True)
+                await anyio.to_thread.run_sync(out.discard)
             raise
-        return size
+        return size + buffered
 
     async def read(self, key: str) -> bytes:
         return await anyio.Path(self._path(key)).read_bytes()
