@@ -212,8 +212,9 @@ class Pool:
             await session.commit()
             return account
 
-    async def record_success(self, account_id: int, kind: str) -> None:
-        """A finished job: counts it (total and today) and clears the consecutive-error count."""
+    async def record_success(self, account_id: int, kind: str) -> Account | None:
+        """A finished job: counts it (total and today) and clears the consecutive-error count; returns the
+        account as it is now (a video lowers its known allowance by one)."""
         values: dict[str, Any] = {"consecutive_errors": 0, "updated_at": utcnow()}
         if kind in ("video", "image"):
             total = Account.video_count if kind == "video" else Account.image_count
@@ -223,7 +224,7 @@ class Pool:
             values["quota_remaining"] = sa.case(
                 (Account.quota_remaining > 0, Account.quota_remaining - 1), else_=Account.quota_remaining
             )
-        await self.update(account_id, **values)
+        return await self.store(account_id, **values)
 
     async def record_error(
         self, account_id: int, error_class: str, *, account_fault: bool, threshold: int, **values: Any

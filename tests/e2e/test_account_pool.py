@@ -180,6 +180,29 @@ def test_spent_quota_cools_the_account_until_its_reset(stack: Stack) -> None:
     admin(stack, "POST", f"/tokens/{account_id}/disable")
 
 
+def test_finished_videos_count_the_allowance_down_and_read_it_only_near_its_end(stack: Stack) -> None:
+    seeded = stack.add_account(email="seven-videos-left@example.com", quota=7)
+    account_id, sim_id = seeded["gateway"]["id"], seeded["sim"]["account_id"]
+    only(stack, account_id)
+
+    def readings() -> int:
+        return len(stack.sim("GET", "/requests", params={"route": "nf_check", "account": sim_id}))
+
+    read_at_import = readings()
+    first = stack.create_video(prompt="plenty left")["id"]
+    assert stack.wait_video(first)["status"] == "completed"
+    eventually(lambda: account(stack, account_id)["quota_remaining"] == 6, what="the allowance counted down")
+    time.sleep(1)  # a reading would follow the count at once
+    assert readings() == read_at_import  # 6 left: more than the account can run at once
+
+    second = stack.create_video(prompt="getting close")["id"]
+    assert stack.wait_video(second)["status"] == "completed"
+    # 5 left: close enough to the end to ask the upstream, which says the same.
+    eventually(lambda: readings() == read_at_import + 1, what="an nf/check reading")
+    assert account(stack, account_id)["quota_remaining"] == 5
+    admin(stack, "POST", f"/tokens/{account_id}/disable")
+
+
 def test_a_revoked_token_disables_its_account_and_the_job_moves_on(stack: Stack) -> None:
     bad = stack.add_account(email="revoked@example.com")
     good = stack.add_account(email="still-good@example.com")

@@ -22,6 +22,9 @@ from worker.context import Context
 from worker.engine.common import log
 
 QUOTA_REASON = "quota"
+# A finished video reads nf/check only when the known allowance is this low (or unknown): above it the
+# account has room for more videos than it can run at once.
+QUOTA_READ_AT = 5
 
 
 class Next(enum.Enum):
@@ -138,12 +141,21 @@ async def _apply_quota(ctx: Context, account_id: int, fields: dict[str, Any]) ->
     return spent
 
 
-async def check_quota(ctx: Context, account_id: int) -> bool | None:
-    """After each finished video: the allowance left, and a cooldown until the reset when none is.
+def quota_worth_reading(account: Account) -> bool:
+    """After a finished video: is the allowance unknown, or close enough to spent to read ``nf/check``?
+
+    Each finished video lowers the known allowance by one, so a reading is needed only near the end of
+    it (or while none was ever made); a create the upstream refuses for quota reads it too.
+    """
+    return account.quota_remaining is None or account.quota_remaining <= QUOTA_READ_AT
+
+
+async def check_quota(ctx: Context, account_id: int, account: Account | None = None) -> bool | None:
+    """The allowance left, and a cooldown until the reset when none is (``account``: as just read).
 
     True when the allowance is spent, False when some is left, None when it could not be read.
     """
-    account = await ctx.pool.get(account_id)
+    account = account or await ctx.pool.get(account_id)
     if account is None:
         return None
     try:

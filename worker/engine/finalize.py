@@ -117,6 +117,6 @@ async def _finalize_media(ctx: Context, job: Job, attempt: int) -> None:
     await publish(ctx, completed, "Video ready" if job.kind == "video" else "Image ready")
     wake_dependent(ctx, completed)
     if completed.account_id is not None:
-        await ctx.pool.record_success(completed.account_id, job.kind)
-        if job.kind == "video":
-            await accounts.check_quota(ctx, completed.account_id)
+        account = await ctx.pool.record_success(completed.account_id, job.kind)
+        if job.kind == "video" and account is not None and accounts.quota_worth_reading(account):
+            await accounts.check_quota(ctx, completed.account_id, account)
