@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from shared.metrics import LEASE_OPERATIONS
 from shared.names import Keys
@@ -99,24 +100,23 @@ class Leases:
         self, kind: str, job_id: str, candidates: Sequence[tuple[int, int]]
     ) -> int | None:
         """Take a slot on the first ``(account_id, limit)`` that has one; return that account id."""
-        if not candidates:
-            return None
-        keys = [self._keys.lease(account_id, kind) for account_id, _ in candidates]
-        limits = [limit for _, limit in candidates]
-        index = int(await self._acquire(keys=keys, args=[job_id, self._ttl_ms, *limits]))
-        LEASE_OPERATIONS.labels(kind, "full" if index < 0 else "acquired").inc()
-        return None if index < 0 else candidates[index][0]
+        return await self._take(self._acquire, kind, job_id, candidates)
 
     async def acquire_least_busy(
         self, kind: str, job_id: str, candidates: Sequence[tuple[int, int]]
     ) -> int | None:
         """Take a slot on the ``(account_id, limit)`` with the fewest live leases that has one (the first of
         equals); return that account id. One script however many candidates."""
+        return await self._take(self._acquire_least, kind, job_id, candidates)
+
+    async def _take(
+        self, script: AsyncScript, kind: str, job_id: str, candidates: Sequence[tuple[int, int]]
+    ) -> int | None:
         if not candidates:
             return None
         keys = [self._keys.lease(account_id, kind) for account_id, _ in candidates]
         limits = [limit for _, limit in candidates]
-        index = int(await self._acquire_least(keys=keys, args=[job_id, self._ttl_ms, *limits]))
+        index = int(await script(keys=keys, args=[job_id, self._ttl_ms, *limits]))
         LEASE_OPERATIONS.labels(kind, "full" if index < 0 else "acquired").inc()
         return None if index < 0 else candidates[index][0]
 

@@ -17,6 +17,7 @@ import redis
 from dev import procs
 from shared import names
 from shared.settings import Settings
+from tests.infra import stop_processes
 from worker.beat import BeatLock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,13 +118,5 @@ def test_two_beat_processes_tick_once_and_the_standby_takes_over(
         holder = client.get(names.Keys(prefix).beat_lock())
         assert holder is not None and f":{standby}:" in holder.decode()
     finally:
-        for proc in beats.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in beats.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(*beats.values())
         client.close()

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import secrets
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from dev import procs
 from shared import names
 from shared.queue import Enqueuer, TaskMessages, create_celery
 from shared.settings import Settings
+from tests.infra import stop_processes
 from worker import celery_fixes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,11 +187,6 @@ def test_a_worker_finishes_started_work_before_it_starts_new_work(broker: Broker
                     if event.get("type") == "task-received":
                         received.append(event["name"])
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_processes(worker, timeout=20)
         events.close()
     assert received == [names.TASK_VIDEO_FINALIZE, names.TASK_POLL_ACCOUNTS, *[names.TASK_VIDEO_SUBMIT] * 5]
