@@ -88,8 +88,8 @@ class Pool:
         moves before the row lock is released. When none of them can take the job (locked by concurrent
         submits, or full), the least busy of every other eligible account wins (least recently used among
         equals), chosen in one Redis script: a concurrent submit that just took a slot makes its account
-        busier, and a job that must wait (a full pool) costs three round trips, not a few per batch of the
-        whole pool.
+        busier, and a job that must wait (a full pool) costs six round trips however large the pool, not four
+        per 16 accounts.
         """
         tried: set[int] = set(exclude)
         conditions = _eligible(kind, requires_pro, tried)
