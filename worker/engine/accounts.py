@@ -121,12 +121,7 @@ def _after_failed_refresh(
 async def _quota_spent(ctx: Context, account: Account) -> bool:
     """Reads ``nf/check``; when the video allowance is spent, cools the account down until its reset."""
     assert account.id is not None
-    try:
-        check = await ctx.sora.nf_check(ctx.pool.credentials(account))
-    except (errors.UpstreamError, SecretUnreadable):
-        return False
-    fields = quota_fields(check)
-    return await _apply_quota(ctx, account.id, fields)
+    return await check_quota(ctx, account.id, account) is True
 
 
 async def _apply_quota(ctx: Context, account_id: int, fields: dict[str, Any]) -> bool:
