@@ -172,6 +172,12 @@ def run(
         if r["upstream_task_id"] in by_task and by_task[r["upstream_task_id"]]["draft_at"]
     ]
 
+    # Where the delay goes, job by job: from the draft's appearance to the drafts page that first listed it
+    # (waiting for a poll), from there to the video's download (the finalize's hop through the queue) and
+    # from there to the row's completion (the download and the writes). ``gap_polls`` is the share of jobs
+    # whose first poll after the task left pending came before its draft appeared.
+    split = _delay_split(completed, by_task)
+
     # One pending request per busy account per tick, over the simulator's own minimum time for its jobs.
     per_account = Counter(t["account_id"] for t in tasks)
     interval = config.poll_interval
@@ -238,5 +244,28 @@ def run(
         "delay_p99_s": round(percentile(delays, 0.99), 3),
         "delay_max_s": round(max(delays, default=float("nan")), 3),
         "delay_target_s": round(interval + 1, 3),
+        "delay_split": split,
         "delays_s": [round(d, 3) for d in sorted(delays)],
     }
+
+
+def _delay_split(completed: list[dict], by_task: dict[str, dict]) -> dict[str, float]:
+    parts: dict[str, list[float]] = {"to_listed": [], "to_download": [], "to_completed": []}
+    gap = 0
+    for row in completed:
+        task = by_task.get(row["upstream_task_id"])
+        marks = [(task or {}).get(k) for k in ("draft_at", "draft_listed_at", "media_fetched_at")]
+        if task is None or None in marks:
+            continue
+        marks.append(row["completed_at"].timestamp())
+        for key, start, end in zip(parts, marks, marks[1:], strict=False):
+            parts[key].append(end - start)
+        seen = task.get("gone_seen_at")
+        gap += seen is not None and seen < task["draft_at"]
+    split = {
+        f"{key}_{name}_s": round(percentile(values, q), 3)
+        for key, values in parts.items()
+        for name, q in (("p50", 0.50), ("p99", 0.99))
+    }
+    split["gap_polls"] = round(gap / max(1, len(parts["to_listed"])), 3)
+    return split

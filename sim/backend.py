@@ -551,6 +551,8 @@ def backend_router(sim: SimState) -> Router:
             state = task.pending_state(now)
             if state is not None and task.created_at <= now:
                 items.append(pending_item(task, *state))
+            elif state is None and task.gone_seen_at is None:
+                task.gone_seen_at = now
         return json_response(items)
 
     def drafts(call: Call) -> Response[Any]:
@@ -572,6 +574,9 @@ def backend_router(sim: SimState) -> Router:
                 return _bad("Invalid cursor.", "cursor")
             visible = [t for t in visible if (t.t_draft, t.seq) < after]
         page = visible[:limit]
+        for task in page:
+            if task.draft_listed_at is None:
+                task.draft_listed_at = now
         last = page[-1] if page else None
         next_cursor = encode_cursor(last.t_draft, last.seq) if last and len(visible) > limit else None
         return json_response(

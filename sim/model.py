@@ -123,6 +123,11 @@ class Task:
     cameo_profiles: list[dict[str, str]] = field(default_factory=list)
     # Mentions that named no character the account may use, lower-cased, without the ``@``.
     unresolved_mentions: list[str] = field(default_factory=list)
+    # What the client saw and when (first time each): a pending list without the task once it had left, a
+    # drafts page with its draft, and a download of its video. A benchmark splits its delays with them.
+    gone_seen_at: float | None = None
+    draft_listed_at: float | None = None
+    media_fetched_at: float | None = None
 
     @classmethod
     def schedule(cls, cfg: SimConfig, now: float, **fields: Any) -> Task:

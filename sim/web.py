@@ -113,6 +113,8 @@ def web_handlers(sim: SimState) -> list[HTTPRouteHandler]:
         if variant not in (media.CLEAN, media.WATERMARKED) or name not in media.VIDEO_FILES:
             return errors.blob_not_found()
         data = media.video_bytes(task.id, variant, name)
+        if task.media_fetched_at is None:
+            task.media_fetched_at = sim.now()
         return Response(
             content=data, status_code=200, media_type="video/mp4", headers={"x-ms-blob-type": "BlockBlob"}
         )
