@@ -13,6 +13,8 @@ TASK_POLL_TICK = "poll.tick"
 TASK_POLL_ACCOUNTS = "poll.accounts"
 # One account a message: what releases before poll.accounts sent; still served.
 TASK_POLL_ACCOUNT = "poll.account"
+# An account's drafts read again soon after a task left pending before its draft was listed.
+TASK_POLL_DRAFTS = "poll.drafts"
 TASK_SWEEP = "jobs.sweep"
 TASK_DISPATCH = "jobs.dispatch"
 TASK_ACCOUNTS_MAINTAIN = "accounts.maintain"

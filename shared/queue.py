@@ -31,6 +31,7 @@ ROUTES = {
     names.TASK_VIDEO_FINALIZE: names.QUEUE_FINALIZE,
     names.TASK_POLL_ACCOUNTS: names.QUEUE_POLL,
     names.TASK_POLL_ACCOUNT: names.QUEUE_POLL,
+    names.TASK_POLL_DRAFTS: names.QUEUE_POLL,
     names.TASK_POLL_TICK: names.QUEUE_MAINTENANCE,
     names.TASK_DISPATCH: names.QUEUE_MAINTENANCE,
     names.TASK_SWEEP: names.QUEUE_MAINTENANCE,
@@ -109,14 +110,18 @@ class Enqueuer:
     def __init__(self, app: Celery) -> None:
         self._app = app
 
-    def _send(self, name: str, arg: str | int, countdown: float | None = None) -> None:
-        self._app.send_task(name, args=[arg], queue=ROUTES[name], countdown=countdown)
+    def _send(self, name: str, *args: str | int, countdown: float | None = None, retries: int = 0) -> None:
+        self._app.send_task(name, args=list(args), queue=ROUTES[name], countdown=countdown, retries=retries)
 
     def submit(self, job_id: str, countdown: float | None = None) -> None:
-        self._send(names.TASK_VIDEO_SUBMIT, job_id, countdown)
+        self._send(names.TASK_VIDEO_SUBMIT, job_id, countdown=countdown)
 
-    def finalize(self, job_id: str, countdown: float | None = None) -> None:
-        self._send(names.TASK_VIDEO_FINALIZE, job_id, countdown)
+    def finalize(self, job_id: str, countdown: float | None = None, retries: int = 0) -> None:
+        """``retries``: the tries already made (the task's ``request.retries``)."""
+        self._send(names.TASK_VIDEO_FINALIZE, job_id, countdown=countdown, retries=retries)
+
+    def recheck_drafts(self, account_id: int, left: int, countdown: float) -> None:
+        self._send(names.TASK_POLL_DRAFTS, account_id, left, countdown=countdown)
 
     def refresh_account(self, account_id: int) -> None:
         self._send(names.TASK_ACCOUNT_REFRESH, account_id)

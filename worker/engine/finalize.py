@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from shared import logs
@@ -58,12 +59,43 @@ async def finalize(ctx: Context, job_id: str, attempt: int = 0) -> None:
     if job is None or job.state != JobState.FINALIZING:
         return
     logs.bind_job(job)
+    await _finalize(ctx, job, attempt)
+
+
+async def _finalize(ctx: Context, job: Job, attempt: int) -> None:
     # A slow download keeps the job fresh, so the sweeper does not send a second finalize beside it.
     async with heartbeat(ctx, job):
         if job.kind == "character":
             await characters.finalize(ctx, job, attempt)
         else:
             await _finalize_media(ctx, job, attempt)
+
+
+def start(ctx: Context, job: Job) -> asyncio.Task[None]:
+    """Starts finalizing a job a poll has just moved to ``finalizing``, in the poll's own task.
+
+    A finished video is downloaded as soon as its draft is found, beside the rest of the poll, not after a
+    hop through the finalize queue behind whatever the worker has already taken. A download worth another
+    try goes to that queue as its second attempt; one that broke for any other reason goes there as its
+    first. A worker that dies meanwhile leaves a ``finalizing`` row, which the sweeper sends to the queue
+    once it has gone silent.
+    """
+    return asyncio.create_task(_finalize_found(ctx, job))
+
+
+async def _finalize_found(ctx: Context, job: Job) -> None:
+    try:
+        await _finalize_one(ctx, job)
+    except RetryLater as later:
+        ctx.enqueue.finalize(job.id, countdown=later.delay, retries=1)
+    except Exception:
+        log.exception("job %s: finalize failed; sending it to the queue", job.id)
+        ctx.enqueue.finalize(job.id)
+
+
+@logs.for_job
+async def _finalize_one(ctx: Context, job: Job) -> None:
+    await _finalize(ctx, job, 0)
 
 
 async def _finalize_media(ctx: Context, job: Job, attempt: int) -> None:

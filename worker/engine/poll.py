@@ -4,13 +4,16 @@
 running jobs. The task polls its accounts concurrently: one ``pending`` request covers all of an account's
 tasks, and the drafts are read only when a task has left the pending list. What every poll of a batch
 needs from Postgres and Redis is read and written for the whole batch at once: the running jobs, the
-accounts, the lease renewals, the progress updates and their events.
+accounts, the lease renewals, the progress updates and their events. The finished videos it finds are then
+downloaded by the same task as soon as each is found (``finalize.start``), and an account with a task that
+left pending before its draft was listed gets its drafts read again soon (``poll.drafts``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +25,7 @@ from shared.sora import errors
 from shared.sora.client import Credentials
 from shared.timeutil import utcnow
 from worker.context import Context
-from worker.engine import accounts, characters
+from worker.engine import accounts, characters, finalize
 from worker.engine.common import REDIS_DOWN, fail, free_slot, log, publish
 
 CONTENT_FILTER_MESSAGE = "The prompt or input was rejected by the content filter"
@@ -30,9 +33,30 @@ MAX_DRAFT_PAGES = 5
 # Accounts per poll task. A batch shares its database reads and writes, so a poll of 1,000 busy accounts
 # is 50 tasks, not 1,000; several batches still let every worker process take a share of a tick.
 ACCOUNTS_PER_POLL = 20
+# A task that left pending before its draft was listed (the gap) has its account's drafts read again this
+# many times, evenly within the poll interval, instead of waiting a whole interval for the next tick.
+GAP_RECHECKS = 2
 
-# (job id, progress, upstream status) of the jobs a batch saw move on, applied in one UPDATE.
-Progress = list[tuple[str, int, str | None]]
+
+@dataclass
+class Found:
+    """What a batch's polls found, acted on for the whole batch once every poll is over."""
+
+    # (job id, progress, upstream status) of the jobs that moved on, applied in one UPDATE.
+    progress: list[tuple[str, int, str | None]] = field(default_factory=list)
+    # Accounts with a task that has just entered the gap: their drafts are read again soon.
+    gap: set[int] = field(default_factory=set)
+    # Downloads of the jobs moved to finalizing, started at once in this task.
+    finishing: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def finish(self, ctx: Context, job: Job) -> None:
+        self.finishing.append(finalize.start(ctx, job))
+
+    async def settle(self) -> None:
+        """Waits for the downloads (each one sends its job to the finalize queue when it fails)."""
+        for outcome in await asyncio.gather(*self.finishing, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                log.error("a finalize started by a poll failed", exc_info=outcome)
 
 
 async def tick(ctx: Context) -> int:
@@ -64,6 +88,7 @@ async def poll_accounts(ctx: Context, account_ids: list[int]) -> None:
     failure in one account's poll is logged and leaves the others alone.
     """
     polled: list[int] = []
+    seen = Found()
     try:
         jobs = await ctx.jobs.running_on(account_ids)
         by_account: dict[int, list[Job]] = defaultdict(list)
@@ -73,24 +98,22 @@ async def poll_accounts(ctx: Context, account_ids: list[int]) -> None:
             held[(job.account_id, job.kind)].append(job.id)  # type: ignore[index]
         await ctx.pool.leases.renew_many(held)
         found = await ctx.pool.get_many(list(by_account))
-        progress: Progress = []
         polled = [account_id for account_id in by_account if account_id in found]
         outcomes = await asyncio.gather(
-            *(
-                _poll_account(ctx, found[account_id], by_account[account_id], progress)
-                for account_id in polled
-            ),
+            *(_poll_account(ctx, found[account_id], by_account[account_id], seen) for account_id in polled),
             return_exceptions=True,
         )
         for account_id, outcome in zip(polled, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 log.error("poll of account %s failed", account_id, exc_info=outcome)
-        changed = await ctx.jobs.raise_progress_many(progress)
+        changed = await ctx.jobs.raise_progress_many(seen.progress)
         try:
             await ctx.publisher.publish_many(changed)
         except REDIS_DOWN as exc:  # followers read Postgres again
             log.warning("progress events of %d jobs skipped (%s)", len(changed), type(exc).__name__)
+        _recheck_soon(ctx, seen.gap, GAP_RECHECKS)
     finally:
+        await seen.settle()
         idle = set(account_ids).difference(polled)  # nothing to poll, or never got that far
         if idle:
             await ctx.redis.delete(*(ctx.keys.poll_guard(account_id) for account_id in idle))
@@ -101,15 +124,61 @@ async def poll_account(ctx: Context, account_id: int) -> None:
     await poll_accounts(ctx, [account_id])
 
 
-async def _poll_account(ctx: Context, account: Account, jobs: list[Job], progress: Progress) -> None:
+async def recheck_drafts(ctx: Context, account_id: int, left: int) -> None:
+    """Reads the drafts of an account whose task left pending before its draft was listed.
+
+    Sent by the poll that saw the task enter the gap, ``GAP_RECHECKS`` times at most, a fraction of the
+    poll interval apart: a draft that shows up a second after its task left pending is downloaded then,
+    not a whole interval later. Only drafts: pending is the tick's. A task still in the gap after the last
+    recheck is left to the ticks and their grace period.
+    """
+    jobs = [
+        job
+        for job in await ctx.jobs.running_on([account_id])
+        if job.kind == "video" and job.missing_since is not None
+    ]
+    account = (await ctx.pool.get_many([account_id])).get(account_id) if jobs else None
+    if account is None:
+        return
+    try:
+        creds = ctx.pool.credentials(account)
+    except SecretUnreadable:
+        return  # the tick's poll disables the account
+    seen = Found()
+    try:
+        drafts = await _drafts_for(ctx, creds, jobs)
+        waiting = [
+            job
+            for job in jobs
+            if await _on_left_pending(ctx, job, drafts.get(job.upstream_task_id or ""), seen)
+        ]
+        if waiting:
+            _recheck_soon(ctx, {account_id}, left)
+    finally:
+        await seen.settle()
+
+
+def _recheck_soon(ctx: Context, account_ids: set[int], left: int) -> None:
+    """Sends the next of ``left`` rechecks; its message says how many may follow it."""
+    if left <= 0:
+        return
+    delay = ctx.settings.poll_interval_s / (GAP_RECHECKS + 1)
+    for account_id in account_ids:
+        try:
+            ctx.enqueue.recheck_drafts(account_id, left - 1, countdown=delay)
+        except REDIS_DOWN as exc:  # the next tick looks anyway
+            log.warning("drafts recheck of account %s skipped (%s)", account_id, type(exc).__name__)
+
+
+async def _poll_account(ctx: Context, account: Account, jobs: list[Job], seen: Found) -> None:
     try:
         with logs.bind(account_id=account.id):
-            await _poll_one(ctx, account, jobs, progress)
+            await _poll_one(ctx, account, jobs, seen)
     finally:
         await ctx.redis.delete(ctx.keys.poll_guard(account.id))  # type: ignore[arg-type]
 
 
-async def _poll_one(ctx: Context, account: Account, jobs: list[Job], progress: Progress) -> None:
+async def _poll_one(ctx: Context, account: Account, jobs: list[Job], seen: Found) -> None:
     try:
         creds = ctx.pool.credentials(account)
     except SecretUnreadable as exc:
@@ -120,14 +189,14 @@ async def _poll_one(ctx: Context, account: Account, jobs: list[Job], progress: P
     for job in jobs:
         by_kind[job.kind].append(job)
     if by_kind.get("video"):
-        await _poll_videos(ctx, creds, by_kind["video"], progress)
+        await _poll_videos(ctx, creds, by_kind["video"], seen)
     if by_kind.get("image"):
-        await _poll_images(ctx, creds, by_kind["image"], progress)
+        await _poll_images(ctx, creds, by_kind["image"], seen)
     if by_kind.get("character"):
         await characters.poll_cameos(ctx, creds, by_kind["character"])
 
 
-async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job], progress: Progress) -> None:
+async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job], seen: Found) -> None:
     try:
         pending = {item.get("id"): item for item in await ctx.sora.pending(creds)}
     except errors.UpstreamError as exc:
@@ -142,14 +211,16 @@ async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job], progre
         if task is None:
             gone.append(job)
         else:
-            await _on_pending(ctx, job, task, progress)
+            await _on_pending(ctx, job, task, seen)
     if gone:
         drafts = await _drafts_for(ctx, creds, gone)
         for job in gone:
-            await _on_left_pending(ctx, job, drafts.get(job.upstream_task_id or ""))
+            waits = await _on_left_pending(ctx, job, drafts.get(job.upstream_task_id or ""), seen)
+            if waits and job.missing_since is None:
+                seen.gap.add(creds.account_id)
 
 
-async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job], progress: Progress) -> None:
+async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job], seen: Found) -> None:
     """One recent_tasks request covers every image job of the account."""
     try:
         tasks = {task.get("id"): task for task in await ctx.sora.recent_image_tasks(creds, limit=50)}
@@ -173,7 +244,7 @@ async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job], progre
             if task is None:
                 await _in_gap(ctx, job)
             else:
-                progress.append((job.id, _percent(task), status))
+                seen.progress.append((job.id, _percent(task), status))
         elif status == "succeeded":
             finalizing = await ctx.jobs.transition(
                 job.id,
@@ -186,9 +257,9 @@ async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job], progre
                 missing_since=None,
             )
             if finalizing is not None:
-                ctx.enqueue.finalize(job.id)
                 await publish(ctx, finalizing, "Downloading the image")
                 await free_slot(ctx, finalizing)
+                seen.finish(ctx, finalizing)
         else:
             reason = str(task.get("failure_reason") or task.get("error_message") or "Generation failed")
             if "polic" in reason.lower() or "guideline" in reason.lower():
@@ -219,13 +290,13 @@ async def _fail_outcome(ctx: Context, job: Job, exc: errors.UpstreamError, what:
 
 
 @logs.for_job
-async def _on_pending(ctx: Context, job: Job, task: dict[str, Any], progress: Progress) -> None:
+async def _on_pending(ctx: Context, job: Job, task: dict[str, Any], seen: Found) -> None:
     status = str(task.get("status") or "")
     if status in ("failed", "error"):
         reason = task.get("failure_reason") or task.get("error_message") or "Generation failed"
         await _fail_outcome(ctx, job, errors.UpstreamTaskFailed(str(reason)))
         return
-    progress.append((job.id, _percent(task), status))
+    seen.progress.append((job.id, _percent(task), status))
 
 
 async def _drafts_for(ctx: Context, creds: Credentials, jobs: list[Job]) -> dict[str, dict[str, Any]]:
@@ -263,15 +334,15 @@ def _is_violation(draft: dict[str, Any]) -> bool:
 
 
 @logs.for_job
-async def _on_left_pending(ctx: Context, job: Job, draft: dict[str, Any] | None) -> None:
+async def _on_left_pending(ctx: Context, job: Job, draft: dict[str, Any] | None, seen: Found) -> bool:
+    """Acts on a task that has left pending; True while it waits for its draft (or the draft's link)."""
     if draft is not None and _is_violation(draft):
         reason = draft.get("reason_str") or draft.get("markdown_reason_str") or "content violation"
         await _fail_outcome(ctx, job, errors.ContentPolicy(str(reason)))
-        return
+        return False
     media_url = (draft or {}).get("downloadable_url") or (draft or {}).get("url")
     if draft is None or not media_url:
-        await _in_gap(ctx, job)
-        return
+        return await _in_gap(ctx, job)
     thumbnail = ((draft.get("encodings") or {}).get("thumbnail") or {}).get("path")
     finalizing = await ctx.jobs.transition(
         job.id,
@@ -284,16 +355,18 @@ async def _on_left_pending(ctx: Context, job: Job, draft: dict[str, Any] | None)
         progress=99,
         missing_since=None,
     )
-    if finalizing is None:
-        return
-    ctx.enqueue.finalize(job.id)
-    await publish(ctx, finalizing, "Downloading the video")
-    await free_slot(ctx, finalizing)
+    if finalizing is not None:
+        await publish(ctx, finalizing, "Downloading the video")
+        await free_slot(ctx, finalizing)
+        seen.finish(ctx, finalizing)
+    return False
 
 
 @logs.for_job
-async def _in_gap(ctx: Context, job: Job) -> None:
-    """In neither list (just finished, draft not listed yet, or lost): wait within a grace period."""
+async def _in_gap(ctx: Context, job: Job) -> bool:
+    """In neither list (just finished, draft not listed yet, or lost): wait within a grace period.
+
+    True while it waits, False once the grace period is over and the job has failed."""
     now = utcnow()
     if job.missing_since is None:
         await ctx.jobs.transition(
@@ -301,3 +374,5 @@ async def _in_gap(ctx: Context, job: Job) -> None:
         )
     elif now - job.missing_since > timedelta(seconds=ctx.settings.draft_grace_s):
         await fail(ctx, job, "upstream_lost", "The upstream lost track of the generation")
+        return False
+    return True

@@ -1,0 +1,100 @@
+"""A task that has left pending, with a poll interval long enough to see which part of the worker acted: the
+tick's poll, the drafts rechecks its poll sends within the interval (the gap before a draft is listed), or
+the finalize queue (a download tried again).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.e2e.conftest import job_row
+from tests.e2e.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+POLL_INTERVAL_S = 3.0
+RECHECKS = 2  # worker.engine.poll.GAP_RECHECKS
+
+
+@pytest.fixture(scope="module")
+def stack(make_stack) -> Stack:
+    # A grace period long enough that a lost task is still waited for while the test counts its reads.
+    return make_stack(
+        "finishing", poll_interval=POLL_INTERVAL_S, extra_env={"DRAFT_GRACE_S": "60", "LOG_FORMAT": "json"}
+    )
+
+
+def requests_of(stack: Stack, account: str) -> list[dict]:
+    """The account's pending and drafts requests, in the order the simulator answered them."""
+    entries = stack.sim("GET", "/requests", params={"account": account, "limit": 1000})
+    return sorted((e for e in entries if e["route"] in ("pending", "drafts")), key=lambda e: e["seq"])
+
+
+def running_on(stack: Stack, video_id: str, timeout: float = 30) -> str:
+    """Waits until the job runs upstream; the simulator's id of the account it runs on."""
+    deadline = time.monotonic() + timeout
+    while (row := job_row(stack, video_id))["state"] != "running":
+        assert time.monotonic() < deadline, row
+        time.sleep(0.05)
+    return stack.sim("GET", f"/tasks/{row['upstream_task_id']}")["account_id"]
+
+
+def test_a_draft_missing_at_the_first_look_is_found_by_a_recheck_and_downloaded_there(stack: Stack) -> None:
+    stack.add_account(email="late-draft@example.com")
+    video = stack.create_video(prompt="a kite over the dunes")
+    account = running_on(stack, video["id"])
+    # The first drafts read after the task leaves pending fails, as if the draft were not listed yet.
+    fault = {"fault": "http_500", "route": "drafts", "account": account, "count": 1}
+    stack.sim("POST", "/faults", json=fault)
+
+    assert stack.wait_video(video["id"])["status"] == "completed"
+    seen = requests_of(stack, account)
+    missed = next(i for i, e in enumerate(seen) if e["route"] == "drafts" and e["status"] == 500)
+    found = seen[missed + 1]
+    # The next read was the recheck's drafts, a fraction of the interval later, not the next tick's pending.
+    assert found["route"] == "drafts" and found["status"] == 200, seen[missed:]
+    assert found["ts"] - seen[missed]["ts"] < POLL_INTERVAL_S
+
+    # The task that read the draft downloaded the video: no hop through the finalize queue.
+    lines = [json.loads(line) for line in stack.log_text("worker").splitlines() if video["id"] in line]
+    completed = [line for line in lines if "completed" in line["msg"]]
+    assert [line["task"] for line in completed] == ["poll.drafts"], completed
+
+
+def test_a_task_that_never_gets_a_draft_is_rechecked_only_after_it_leaves_pending(stack: Stack) -> None:
+    stack.add_account(email="lost-draft@example.com")
+    video = stack.create_video(prompt="[sim:lost] a boat on a quiet lake")
+    account = running_on(stack, video["id"])
+    deadline = time.monotonic() + 30
+    while job_row(stack, video["id"])["missing_since"] is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(4 * POLL_INTERVAL_S)
+
+    seen = requests_of(stack, account)
+    first = next(i for i, e in enumerate(seen) if e["route"] == "drafts")
+    after = seen[first:]
+    polls = sum(e["route"] == "pending" for e in after)
+    drafts = sum(e["route"] == "drafts" for e in after)
+    # One drafts read a tick, and the rechecks of the first time only: not RECHECKS more every tick.
+    assert polls >= 3
+    assert polls + RECHECKS <= drafts <= polls + 1 + RECHECKS, after
+    assert job_row(stack, video["id"])["state"] == "running"
+
+
+def test_a_download_that_fails_in_the_poll_is_tried_again_on_the_finalize_queue(stack: Stack) -> None:
+    stack.add_account(email="flaky-media@example.com")
+    video = stack.create_video(prompt="a heron in the reeds")
+    account = running_on(stack, video["id"])
+    fault = {"fault": "http_500", "route": "media", "account": account, "count": 1}
+    stack.sim("POST", "/faults", json=fault)
+
+    assert stack.wait_video(video["id"])["status"] == "completed"
+    lines = [json.loads(line) for line in stack.log_text("worker").splitlines() if video["id"] in line]
+    failed = [line for line in lines if "download failed" in line["msg"]]
+    completed = [line for line in lines if "completed" in line["msg"]]
+    assert len(failed) == 1 and failed[0]["task"] in ("poll.accounts", "poll.drafts"), failed
+    assert [line["task"] for line in completed] == ["videos.finalize"], completed
