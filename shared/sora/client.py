@@ -1,4 +1,4 @@
-"""The Sora web backend over httpx: one place for hosts, headers, timeouts and errors.
+"""The Sora web backend over httpx, on aiohttp's transport: one place for hosts, headers, timeouts, errors.
 
 Every non-2xx answer and every transport failure is raised as a typed
 ``UpstreamError`` from ``shared.sora.errors``; callers react by its class.
@@ -20,6 +20,7 @@ from shared import metrics
 from shared.settings import Settings
 from shared.sora import errors
 from shared.sora.sentinel import SentinelProvider, build_provider
+from shared.sora.transport import AiohttpTransport
 
 # The Sora Android app's agent: what the upstream has accepted best since the 2026 sentinel wave.
 USER_AGENT = "Sora/1.2026.007 (Android 15; 24122RKC7C; build 2600700)"
@@ -49,9 +50,8 @@ class SoraClient:
         client = self._clients.get(proxy_url)
         if client is None:
             client = httpx.AsyncClient(
-                proxy=proxy_url,
+                transport=AiohttpTransport(proxy=proxy_url, max_connections=200),
                 timeout=httpx.Timeout(self._settings.upstream_timeout_s, connect=15.0),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json, text/plain, */*"},
                 follow_redirects=False,
             )
