@@ -66,6 +66,16 @@ redis.call('PEXPIRE', KEYS[best], ttl)
 return best - 1
 """
 
+# KEYS[1]: a lease set, KEYS[2]: its kind's count of freed slots. ARGV[1]: member. Gives the slot back and
+# counts it; returns 1, or 0 when the member held none.
+_RELEASE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('INCR', KEYS[2])
+  return 1
+end
+return 0
+"""
+
 # KEYS[1]: a lease set. ARGV: ttl_ms, members… Re-takes (or, after a Redis restart, rebuilds) each slot.
 _RENEW = """
 local t = redis.call('TIME')
@@ -94,6 +104,7 @@ class Leases:
         self._acquire = redis.register_script(_ACQUIRE_FIRST)
         self._acquire_least = redis.register_script(_ACQUIRE_LEAST)
         self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
         self._count = redis.register_script(_COUNT)
 
     async def acquire_first(
@@ -140,8 +151,14 @@ class Leases:
             LEASE_OPERATIONS.labels(kind, "renewed").inc(len(job_ids))
 
     async def release(self, account_id: int, kind: str, job_id: str) -> None:
-        if await self._redis.zrem(self._keys.lease(account_id, kind), job_id):
+        keys = [self._keys.lease(account_id, kind), self._keys.leases_freed(kind)]
+        if await self._release(keys=keys, args=[job_id]):
             LEASE_OPERATIONS.labels(kind, "released").inc()
+
+    async def freed(self, kind: str) -> int:
+        """How many slots of this kind have been given back so far: it moves whenever one frees up (apart
+        from leases that run out, which a dead worker leaves)."""
+        return int(await self._redis.get(self._keys.leases_freed(kind)) or 0)
 
     async def in_use(self, account_id: int, kind: str) -> int:
         return int(await self._count(keys=[self._keys.lease(account_id, kind)]))

@@ -49,6 +49,10 @@ class Keys:
     def lease(self, account_id: int, kind: str) -> str:
         return f"{self.prefix}lease:{account_id}:{kind}"
 
+    def leases_freed(self, kind: str) -> str:
+        """A counter of the slots of a kind given back, so a full pool is known to be full still."""
+        return f"{self.prefix}lease-freed:{kind}"
+
     def poll_guard(self, account_id: int) -> str:
         return f"{self.prefix}poll:{account_id}"
 

@@ -20,6 +20,10 @@ from shared.timeutil import utcnow
 PRO_PLANS = ("chatgpt_pro",)
 # Accounts looked at (and row-locked) per round of a lease.
 LEASE_BATCH = 16
+# How long a process takes a full pool to be full still while no slot of that kind has been given back.
+# Bounds the wait of a job whose slot freed up some other way: a lease that ran out, a new or re-enabled
+# account, an ended cooldown, a raised concurrency.
+FULL_FOR_S = 2.0
 _LIMIT_COLUMN = {
     "video": Account.video_concurrency,
     "image": Account.image_concurrency,
@@ -71,6 +75,8 @@ class Pool:
         self._box = box
         # (kind, requires_pro) → until when a yes from any_capable holds (monotonic clock).
         self._capable: dict[tuple[str, bool], float] = {}
+        # (kind, requires_pro) → (the freed-slots count, until when) of the last lease that found no room.
+        self._full: dict[tuple[str, bool], tuple[int, float]] = {}
 
     async def lease(
         self,
@@ -90,7 +96,19 @@ class Pool:
         equals), chosen in one Redis script: a concurrent submit that just took a slot makes its account
         busier, and a job that must wait (a full pool) costs six round trips however large the pool, not four
         per 16 accounts.
+
+        A lease that found no room anywhere is remembered: until a slot of the kind is given back (or
+        ``FULL_FOR_S`` passes), the next ones park at the cost of one Redis read, not a pass over the pool.
+        A flood of jobs on a full pool of thousands of accounts would otherwise make every one of them read
+        every account.
         """
+        plain = not exclude and only is None
+        memo = (kind, requires_pro)
+        if plain:
+            freed = await self.leases.freed(kind)
+            full = self._full.get(memo)
+            if full is not None and full[0] == freed and time.monotonic() < full[1]:
+                return None
         tried: set[int] = set(exclude)
         conditions = _eligible(kind, requires_pro, tried)
         if only is not None:
@@ -115,7 +133,10 @@ class Pool:
                 )
                 return result.scalars().one()
         tried.update(candidate for candidate, _ in candidates)
-        return await self._lease_unlocked(kind, job_id, _eligible(kind, requires_pro, tried), only)
+        account = await self._lease_unlocked(kind, job_id, _eligible(kind, requires_pro, tried), only)
+        if account is None and plain:
+            self._full[memo] = (freed, time.monotonic() + FULL_FOR_S)
+        return account
 
     async def _lease_unlocked(
         self, kind: str, job_id: str, conditions: list[sa.ColumnElement[bool]], only: int | None
@@ -187,8 +208,9 @@ class Pool:
             return {account.id: account for account in result.scalars().all()}  # type: ignore[misc]
 
     def forget_capable(self) -> None:
-        """Drops the remembered yes answers of ``any_capable`` (the pool changed)."""
+        """Drops the remembered yes answers of ``any_capable`` and full pools (the pool changed)."""
         self._capable.clear()
+        self._full.clear()
 
     async def update(self, account_id: int, **values: Any) -> None:
         values.setdefault("updated_at", utcnow())
