@@ -115,6 +115,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _split(split: dict[str, float]) -> str:
+    steps = ("to_listed", "to_download", "to_completed")
+    parts = [f"{split[f'{step}_p50_s']}, {split[f'{step}_p99_s']}" for step in steps]
+    return " / ".join(parts) + f" s; {split['gap_polls']:.0%} polled in the gap"
+
+
 def _met(ok: bool | None) -> str:
     return "-" if ok is None else ("yes" if ok else "NO")
 
@@ -194,6 +200,13 @@ def _table(results: dict) -> list[tuple[str, str, str, str, str]]:
                 f"{r['delay_p50_s']} / {r['delay_p99_s']} s",
                 f"p99 < {r['delay_target_s']} s",
                 _met(r["delay_p99_s"] < r["delay_target_s"]),
+            ),
+            (
+                "in flight",
+                "delay: to the drafts read / download / completed (p50, p99)",
+                _split(r["delay_split"]),
+                "-",
+                "-",
             ),
         ]
     if "polling" in results:
