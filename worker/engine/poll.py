@@ -40,7 +40,8 @@ GAP_RECHECKS = 2
 
 @dataclass
 class Found:
-    """What a batch's polls found, acted on for the whole batch once every poll is over."""
+    """What a batch's polls found: progress and the gap are acted on for the whole batch once every poll is
+    over; the downloads start as soon as each finished job is found, and the task waits for them last."""
 
     # (job id, progress, upstream status) of the jobs that moved on, applied in one UPDATE.
     progress: list[tuple[str, int, str | None]] = field(default_factory=list)
