@@ -42,15 +42,27 @@ def running_on(stack: Stack, video_id: str, timeout: float = 30) -> str:
     return stack.sim("GET", f"/tasks/{row['upstream_task_id']}")["account_id"]
 
 
-def test_a_draft_missing_at_the_first_look_is_found_by_a_recheck_and_downloaded_there(stack: Stack) -> None:
-    stack.add_account(email="late-draft@example.com")
-    video = stack.create_video(prompt="a kite over the dunes")
-    account = running_on(stack, video["id"])
-    # The first drafts read after the task leaves pending fails, as if the draft were not listed yet.
-    fault = {"fault": "http_500", "route": "drafts", "account": account, "count": 1}
-    stack.sim("POST", "/faults", json=fault)
+def started_with_fault(stack: Stack, email: str, prompt: str, route: str) -> tuple[str, str]:
+    """A video on a new account, running; the account's next request on ``route`` answers 500. The job's
+    id and the simulator's id of its account."""
+    stack.add_account(email=email)
+    video_id = stack.create_video(prompt=prompt)["id"]
+    account = running_on(stack, video_id)
+    stack.sim("POST", "/faults", json={"fault": "http_500", "route": route, "account": account, "count": 1})
+    return video_id, account
 
-    assert stack.wait_video(video["id"])["status"] == "completed"
+
+def worker_lines(stack: Stack, video_id: str, about: str) -> list[dict]:
+    """The worker's JSON log lines about the job whose message holds ``about``."""
+    lines = [json.loads(line) for line in stack.log_text("worker").splitlines() if video_id in line]
+    return [line for line in lines if about in line["msg"]]
+
+
+def test_a_draft_missing_at_the_first_look_is_found_by_a_recheck_and_downloaded_there(stack: Stack) -> None:
+    # The first drafts read after the task leaves pending fails, as if the draft were not listed yet.
+    video_id, account = started_with_fault(stack, "late-draft@example.com", "a kite over the dunes", "drafts")
+
+    assert stack.wait_video(video_id)["status"] == "completed"
     seen = requests_of(stack, account)
     missed = next(i for i, e in enumerate(seen) if e["route"] == "drafts" and e["status"] == 500)
     found = seen[missed + 1]
@@ -59,8 +71,7 @@ def test_a_draft_missing_at_the_first_look_is_found_by_a_recheck_and_downloaded_
     assert found["ts"] - seen[missed]["ts"] < POLL_INTERVAL_S
 
     # The task that read the draft downloaded the video: no hop through the finalize queue.
-    lines = [json.loads(line) for line in stack.log_text("worker").splitlines() if video["id"] in line]
-    completed = [line for line in lines if "completed" in line["msg"]]
+    completed = worker_lines(stack, video_id, "completed")
     assert [line["task"] for line in completed] == ["poll.drafts"], completed
 
 
@@ -86,15 +97,10 @@ def test_a_task_that_never_gets_a_draft_is_rechecked_only_after_it_leaves_pendin
 
 
 def test_a_download_that_fails_in_the_poll_is_tried_again_on_the_finalize_queue(stack: Stack) -> None:
-    stack.add_account(email="flaky-media@example.com")
-    video = stack.create_video(prompt="a heron in the reeds")
-    account = running_on(stack, video["id"])
-    fault = {"fault": "http_500", "route": "media", "account": account, "count": 1}
-    stack.sim("POST", "/faults", json=fault)
+    video_id, _ = started_with_fault(stack, "flaky-media@example.com", "a heron in the reeds", "media")
 
-    assert stack.wait_video(video["id"])["status"] == "completed"
-    lines = [json.loads(line) for line in stack.log_text("worker").splitlines() if video["id"] in line]
-    failed = [line for line in lines if "download failed" in line["msg"]]
-    completed = [line for line in lines if "completed" in line["msg"]]
+    assert stack.wait_video(video_id)["status"] == "completed"
+    failed = worker_lines(stack, video_id, "download failed")
+    completed = worker_lines(stack, video_id, "completed")
     assert len(failed) == 1 and failed[0]["task"] in ("poll.accounts", "poll.drafts"), failed
     assert [line["task"] for line in completed] == ["videos.finalize"], completed

@@ -56,8 +56,10 @@ def answer(status: int, body: bytes, *extra: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def client_for(port: int, timeout_s: float = 5.0) -> SoraClient:
-    return SoraClient(
+@asynccontextmanager
+async def sora_at(port: int, timeout_s: float = 5.0) -> AsyncIterator[SoraClient]:
+    """A Sora client whose backend is the local server on ``port``."""
+    sora = SoraClient(
         Settings(
             sora_backend_url=f"http://127.0.0.1:{port}/backend",
             sora_web_url=f"http://127.0.0.1:{port}",
@@ -65,6 +67,18 @@ def client_for(port: int, timeout_s: float = 5.0) -> SoraClient:
             media_allowed_hosts="127.0.0.1",
         )
     )
+    try:
+        yield sora
+    finally:
+        await sora.aclose()
+
+
+async def pending_fails(port: int, timeout_s: float = 5.0) -> errors.UpstreamError:
+    """The error a pending poll of the server on ``port`` ends with."""
+    async with sora_at(port, timeout_s) as sora:
+        with pytest.raises(errors.UpstreamError) as caught:
+            await sora.pending(CREDS)
+    return caught.value
 
 
 CREDS = Credentials(account_id=1, access_token="at-1")
@@ -80,13 +94,9 @@ async def test_answers_reuse_one_connection_and_send_what_the_client_set() -> No
             writer.write(answer(200, b'[{"id": "task_1", "status": "running"}]'))
             await writer.drain()
 
-    async with serving(handler) as (port, connections):
-        sora = client_for(port)
-        try:
-            for _ in range(3):
-                assert await sora.pending(CREDS) == [{"id": "task_1", "status": "running"}]
-        finally:
-            await sora.aclose()
+    async with serving(handler) as (port, connections), sora_at(port) as sora:
+        for _ in range(3):
+            assert await sora.pending(CREDS) == [{"id": "task_1", "status": "running"}]
     assert len(connections) == 1
     line, headers, _ = seen[0]
     assert line.startswith("GET /backend/nf/pending")
@@ -102,24 +112,15 @@ async def test_a_gzip_answer_is_decoded() -> None:
         )
         await writer.drain()
 
-    async with serving(handler) as (port, _):
-        sora = client_for(port)
-        try:
-            assert await sora.nf_check(CREDS) == {"rate_limit_and_credit_balance": {}}
-        finally:
-            await sora.aclose()
+    async with serving(handler) as (port, _), sora_at(port) as sora:
+        assert await sora.nf_check(CREDS) == {"rate_limit_and_credit_balance": {}}
 
 
 async def test_a_refused_connection_was_never_sent() -> None:
     async with serving(read_request) as (port, _):  # a port that was free a moment ago
         pass
-    sora = client_for(port)
-    try:
-        with pytest.raises(errors.UpstreamUnreachable) as caught:
-            await sora.pending(CREDS)
-    finally:
-        await sora.aclose()
-    assert caught.value.maybe_processed is False
+    error = await pending_fails(port)
+    assert isinstance(error, errors.UpstreamUnreachable) and error.maybe_processed is False
 
 
 async def test_a_connection_dropped_after_the_request_may_have_been_processed() -> None:
@@ -127,13 +128,8 @@ async def test_a_connection_dropped_after_the_request_may_have_been_processed() 
         await read_request(reader)  # then close without a word
 
     async with serving(handler) as (port, _):
-        sora = client_for(port)
-        try:
-            with pytest.raises(errors.UpstreamUnreachable) as caught:
-                await sora.pending(CREDS)
-        finally:
-            await sora.aclose()
-    assert caught.value.maybe_processed is True
+        error = await pending_fails(port)
+    assert isinstance(error, errors.UpstreamUnreachable) and error.maybe_processed is True
 
 
 async def test_an_answer_that_never_comes_is_a_timeout_that_may_have_been_processed() -> None:
@@ -142,13 +138,8 @@ async def test_an_answer_that_never_comes_is_a_timeout_that_may_have_been_proces
         await asyncio.sleep(5)
 
     async with serving(handler) as (port, _):
-        sora = client_for(port, timeout_s=0.3)
-        try:
-            with pytest.raises(errors.UpstreamTimeout) as caught:
-                await sora.pending(CREDS)
-        finally:
-            await sora.aclose()
-    assert caught.value.maybe_processed is True
+        error = await pending_fails(port, timeout_s=0.3)
+    assert isinstance(error, errors.UpstreamTimeout) and error.maybe_processed is True
 
 
 async def test_an_account_proxy_carries_the_request_with_its_credentials() -> None:
@@ -159,13 +150,10 @@ async def test_an_account_proxy_carries_the_request_with_its_credentials() -> No
         writer.write(answer(200, b"[]"))
         await writer.drain()
 
-    async with serving(proxy) as (port, _):
-        sora = client_for(9)  # the backend itself is never reached: the proxy answers
+    # The backend itself (port 9) is never reached: the proxy answers.
+    async with serving(proxy) as (port, _), sora_at(9) as sora:
         creds = Credentials(account_id=1, access_token="at-1", proxy_url=f"http://user:pw@127.0.0.1:{port}")
-        try:
-            assert await sora.pending(creds) == []
-        finally:
-            await sora.aclose()
+        assert await sora.pending(creds) == []
     line, headers, _ = seen[0]
     assert line.startswith("GET http://127.0.0.1:9/backend/nf/pending")
     assert headers["proxy-authorization"] == "Basic " + base64.b64encode(b"user:pw").decode()
@@ -180,12 +168,8 @@ async def test_a_json_body_arrives_whole() -> None:
         writer.write(answer(200, b'{"id": "task_9"}'))
         await writer.drain()
 
-    async with serving(handler) as (port, _):
-        sora = client_for(port)
-        try:
-            await sora._call(CREDS, "POST", "/nf/create", json={"prompt": "a cat", "n_frames": 300})
-        finally:
-            await sora.aclose()
+    async with serving(handler) as (port, _), sora_at(port) as sora:
+        await sora._call(CREDS, "POST", "/nf/create", json={"prompt": "a cat", "n_frames": 300})
     line, headers, body = seen[0]
     assert line.startswith("POST /backend/nf/create")
     assert headers["content-type"] == "application/json"
@@ -201,16 +185,12 @@ async def test_media_streams_and_stops_at_its_limit() -> None:
             writer.write(answer(200, blob))
             await writer.drain()
 
-    async with serving(handler) as (port, _):
-        sora = client_for(port)
+    async with serving(handler) as (port, _), sora_at(port) as sora:
         url = f"http://127.0.0.1:{port}/media/video.mp4"
-        try:
-            async with sora.media(url, max_bytes=len(blob)) as chunks:
-                got = b"".join([chunk async for chunk in chunks])
-            assert got == blob
-            with pytest.raises(errors.UpstreamError):
-                async with sora.media(url, max_bytes=len(blob) // 2) as chunks:
-                    async for _ in chunks:
-                        pass
-        finally:
-            await sora.aclose()
+        async with sora.media(url, max_bytes=len(blob)) as chunks:
+            got = b"".join([chunk async for chunk in chunks])
+        assert got == blob
+        with pytest.raises(errors.UpstreamError):
+            async with sora.media(url, max_bytes=len(blob) // 2) as chunks:
+                async for _ in chunks:
+                    pass
