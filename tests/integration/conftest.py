@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from litestar.testing import AsyncTestClient
@@ -10,6 +14,8 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from shared.db import create_engine, create_sessionmaker
 from shared.models import Account
+from shared.queue import create_celery
+from shared.resources import Resources
 from shared.secrets import SecretBox, token_hash
 from shared.settings import Settings
 
@@ -17,6 +23,21 @@ CLIENT = {"Authorization": "Bearer sk-test-one"}
 OTHER_CLIENT = {"Authorization": "Bearer sk-test-two"}
 ADMIN = {"Authorization": "Bearer admin-test"}
 POOL_TOKEN = "integration-pool-account-token"
+
+
+@asynccontextmanager
+async def own_resources(settings: Settings, **changes: Any) -> AsyncIterator[Resources]:
+    """A worker's resources on a Redis key prefix of their own (and ``changes`` to the settings); the keys
+    they made are removed afterwards."""
+    prefix = f"{settings.redis_prefix}{secrets.token_hex(3)}:"
+    own = msgspec.structs.replace(settings, redis_prefix=prefix, **changes)
+    resources = Resources.build(own, create_celery(own), db_pool_size=2)
+    try:
+        yield resources
+    finally:
+        async for key in resources.redis.scan_iter(match=resources.keys.pattern()):
+            await resources.redis.delete(key)
+        await resources.aclose()
 
 
 async def set_pool_plan(settings: Settings, plan: str | None, client: AsyncTestClient | None = None) -> None:

@@ -3,18 +3,16 @@ module's accounts): jobs that must wait cost one Redis read, and a slot given ba
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 
-import msgspec
 import pytest
 
 from shared.metrics import LEASE_OPERATIONS
 from shared.models import Account
-from shared.queue import create_celery
 from shared.resources import Resources
 from shared.settings import Settings
 from tests.infra import Services
+from tests.integration.conftest import own_resources
 
 pytestmark = pytest.mark.anyio
 
@@ -26,28 +24,13 @@ def own_database(services: Services) -> str:
 
 @pytest.fixture
 async def ctx(settings: Settings, own_database: str) -> AsyncIterator[Resources]:
-    own = msgspec.structs.replace(
-        settings,
-        database_url=own_database,
-        redis_prefix=f"{settings.redis_prefix}{secrets.token_hex(3)}:",
-    )
-    resources = Resources.build(own, create_celery(own), db_pool_size=2)
-    async with resources.sessions() as session:
-        for n in range(2):
-            session.add(
-                Account(
-                    token_hash=f"lease-{n}",
-                    access_token_enc=resources.box.seal(f"at-{n}"),
-                    video_concurrency=1,
-                )
-            )
-        await session.commit()
-    try:
+    async with own_resources(settings, database_url=own_database) as resources:
+        async with resources.sessions() as session:
+            for n in range(2):
+                sealed = resources.box.seal(f"at-{n}")
+                session.add(Account(token_hash=f"lease-{n}", access_token_enc=sealed, video_concurrency=1))
+            await session.commit()
         yield resources
-    finally:
-        async for key in resources.redis.scan_iter(match=resources.keys.pattern()):
-            await resources.redis.delete(key)
-        await resources.aclose()
 
 
 def passes_over_a_full_pool() -> float:

@@ -6,15 +6,15 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import msgspec
 import pytest
 import sqlalchemy as sa
 
 from shared.models import Job, JobState
-from shared.queue import TaskMessages, create_celery
+from shared.queue import TaskMessages
 from shared.resources import Resources
 from shared.settings import Settings
 from shared.timeutil import utcnow
+from tests.integration.conftest import own_resources
 from worker.engine import sweep
 
 pytestmark = pytest.mark.anyio
@@ -28,21 +28,17 @@ async def _on_queue(ctx: Resources, queue: str) -> list[str | int | None]:
 
 @pytest.fixture
 async def ctx(settings: Settings) -> AsyncIterator[Resources]:
-    own = msgspec.structs.replace(settings, redis_prefix=f"{settings.redis_prefix}{secrets.token_hex(3)}:")
-    resources = Resources.build(own, create_celery(own), db_pool_size=2)
-    # The account ids these tests use are their own: nothing else holds slots on them.
-    async with resources.sessions() as session:
-        await session.execute(sa.delete(Job).where(Job.account_id.in_([9001, 9002])))
-        await session.commit()
-    try:
-        yield resources
-    finally:
-        async for key in resources.redis.scan_iter(match=resources.keys.pattern()):
-            await resources.redis.delete(key)
+    async with own_resources(settings) as resources:
+        # The account ids these tests use are their own: nothing else holds slots on them.
         async with resources.sessions() as session:
             await session.execute(sa.delete(Job).where(Job.account_id.in_([9001, 9002])))
             await session.commit()
-        await resources.aclose()
+        try:
+            yield resources
+        finally:
+            async with resources.sessions() as session:
+                await session.execute(sa.delete(Job).where(Job.account_id.in_([9001, 9002])))
+                await session.commit()
 
 
 async def _job(
