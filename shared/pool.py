@@ -100,15 +100,13 @@ class Pool:
         A lease that found no room anywhere is remembered: until a slot of the kind is given back (or
         ``FULL_FOR_S`` passes), the next ones park at the cost of one Redis read, not a pass over the pool.
         A flood of jobs on a full pool of thousands of accounts would otherwise make every one of them read
-        every account.
+        every account. While nothing is remembered, a lease reads nothing more than before.
         """
         plain = not exclude and only is None
         memo = (kind, requires_pro)
-        if plain:
-            freed = await self.leases.freed(kind)
-            full = self._full.get(memo)
-            if full is not None and full[0] == freed and time.monotonic() < full[1]:
-                return None
+        full = self._full.get(memo) if plain else None
+        if full is not None and time.monotonic() < full[1] and full[0] == await self.leases.freed(kind):
+            return None
         tried: set[int] = set(exclude)
         conditions = _eligible(kind, requires_pro, tried)
         if only is not None:
@@ -135,7 +133,8 @@ class Pool:
         tried.update(candidate for candidate, _ in candidates)
         account = await self._lease_unlocked(kind, job_id, _eligible(kind, requires_pro, tried), only)
         if account is None and plain:
-            self._full[memo] = (freed, time.monotonic() + FULL_FOR_S)
+            # Read after the pass: a slot given back during it is missed for FULL_FOR_S at the most.
+            self._full[memo] = (await self.leases.freed(kind), time.monotonic() + FULL_FOR_S)
         return account
 
     async def _lease_unlocked(

@@ -86,30 +86,34 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, proxy: str | None = None, max_connections: int = 200, keepalive_s: float = 5.0):
         self._proxy = httpx.Proxy(proxy) if proxy else None
+        self._proxy_headers = _proxy_headers(self._proxy) if self._proxy else None
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
-        self._env_proxies: dict[tuple[str, str], httpx.Proxy | None] = {}
+        # (scheme, host) → the environment's proxy for it and that proxy's headers, or None.
+        self._env_proxies: dict[tuple[str, str], tuple[httpx.Proxy, dict[str, str]] | None] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=self._keepalive_s)
             # Cookies are the caller's business (each request carries its account's own), never shared.
-            # aiohttp's trust_env reads the environment on every request; _proxy_for, once a host.
+            # aiohttp's trust_env reads the environment on every request; _proxy_for reads it once a host.
             self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
-    def _proxy_for(self, url: httpx.URL) -> httpx.Proxy | None:
-        """The transport's proxy; without one, HTTP(S)_PROXY and NO_PROXY, as httpx applies them."""
-        if self._proxy is not None:
-            return self._proxy
+    def _proxy_for(self, url: httpx.URL) -> tuple[httpx.Proxy, dict[str, str]] | None:
+        """The transport's proxy and its headers; without one, HTTP(S)_PROXY and NO_PROXY, as httpx applies
+        them, read once a host."""
+        if self._proxy is not None and self._proxy_headers is not None:
+            return self._proxy, self._proxy_headers
         key = (url.scheme, url.host)
         if key not in self._env_proxies:
             proxies = urllib.request.getproxies()
             chosen = proxies.get(url.scheme) or proxies.get("all")
             if chosen and urllib.request.proxy_bypass(url.host):
                 chosen = None
-            self._env_proxies[key] = httpx.Proxy(chosen) if chosen else None
+            found = httpx.Proxy(chosen) if chosen else None
+            self._env_proxies[key] = (found, _proxy_headers(found)) if found else None
         return self._env_proxies[key]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -117,8 +121,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout = request.extensions.get("timeout", {})
         body = await request.aread()
         headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "transfer-encoding"]
-        proxy = self._proxy_for(request.url)
-        proxy_headers = _proxy_headers(proxy) if proxy else None
+        proxy, proxy_headers = self._proxy_for(request.url) or (None, None)
         if proxy_headers and request.url.scheme == "http":
             # Plain HTTP goes to the proxy as is (no CONNECT, which is where aiohttp sends proxy_headers).
             headers.extend(proxy_headers.items())

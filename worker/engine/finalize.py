@@ -83,19 +83,15 @@ def start(ctx: Context, job: Job) -> asyncio.Task[None]:
     return asyncio.create_task(_finalize_found(ctx, job))
 
 
+@logs.for_job
 async def _finalize_found(ctx: Context, job: Job) -> None:
     try:
-        await _finalize_one(ctx, job)
+        await _finalize(ctx, job, 0)
     except RetryLater as later:
         ctx.enqueue.finalize(job.id, countdown=later.delay, retries=1)
     except Exception:
         log.exception("job %s: finalize failed; sending it to the queue", job.id)
         ctx.enqueue.finalize(job.id)
-
-
-@logs.for_job
-async def _finalize_one(ctx: Context, job: Job) -> None:
-    await _finalize(ctx, job, 0)
 
 
 async def _finalize_media(ctx: Context, job: Job, attempt: int) -> None:
