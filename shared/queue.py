@@ -110,7 +110,9 @@ class Enqueuer:
     def __init__(self, app: Celery) -> None:
         self._app = app
 
-    def _send(self, name: str, *args: str | int, countdown: float | None = None, retries: int = 0) -> None:
+    def _send(
+        self, name: str, *args: str | int | list[int], countdown: float | None = None, retries: int = 0
+    ) -> None:
         self._app.send_task(name, args=list(args), queue=ROUTES[name], countdown=countdown, retries=retries)
 
     def submit(self, job_id: str, countdown: float | None = None) -> None:
@@ -120,8 +122,8 @@ class Enqueuer:
         """``retries``: the tries already made (the task's ``request.retries``)."""
         self._send(names.TASK_VIDEO_FINALIZE, job_id, countdown=countdown, retries=retries)
 
-    def recheck_drafts(self, account_id: int, left: int, countdown: float) -> None:
-        self._send(names.TASK_POLL_DRAFTS, account_id, left, countdown=countdown)
+    def recheck_drafts(self, account_ids: list[int], left: int, countdown: float) -> None:
+        self._send(names.TASK_POLL_DRAFTS, account_ids, left, countdown=countdown)
 
     def refresh_account(self, account_id: int) -> None:
         self._send(names.TASK_ACCOUNT_REFRESH, account_id)

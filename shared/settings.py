@@ -108,6 +108,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Job engine
     poll_interval_s: float = 3.0
+    # An account whose tasks are all still queued upstream (no progress to show yet) is polled on every
+    # this many ticks instead of every tick. 1 polls it on every tick.
+    poll_queued_ticks: int = 3
     job_deadline_s: int = 3600
     # How long a task may be in neither the pending list nor the drafts before it counts as lost.
     draft_grace_s: float = 300.0

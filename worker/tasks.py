@@ -35,9 +35,8 @@ def register(app: Celery, runtime: Runtime) -> None:
         runtime.run(poll.poll_accounts, account_ids)
 
     @app.task(name=names.TASK_POLL_DRAFTS, ignore_result=True)
-    def poll_drafts(account_id: int, left: int) -> None:
-        with logs.bind(account_id=account_id):
-            runtime.run(poll.recheck_drafts, account_id, left)
+    def poll_drafts(account_ids: list[int] | int, left: int) -> None:
+        runtime.run(poll.recheck_drafts, account_ids, left)
 
     @app.task(name=names.TASK_POLL_ACCOUNT, ignore_result=True)
     def poll_account(account_id: int) -> None:

@@ -1,10 +1,12 @@
 """A task that has left pending, with a poll interval long enough to see which part of the worker acted: the
 tick's poll, the drafts rechecks its poll sends within the interval (the gap before a draft is listed), or
-the finalize queue (a download tried again).
+the finalize queue (a download tried again). And a task that never leaves the queue: how often its account
+is polled.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -17,6 +19,7 @@ pytestmark = pytest.mark.e2e
 
 POLL_INTERVAL_S = 3.0
 RECHECKS = 2  # worker.engine.poll.GAP_RECHECKS
+QUEUED_TICKS = 3  # Settings.poll_queued_ticks
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +107,19 @@ def test_a_download_that_fails_in_the_poll_is_tried_again_on_the_finalize_queue(
     completed = worker_lines(stack, video_id, "completed")
     assert len(failed) == 1 and failed[0]["task"] in ("poll.accounts", "poll.drafts"), failed
     assert [line["task"] for line in completed] == ["videos.finalize"], completed
+
+
+def test_an_account_whose_tasks_are_all_queued_is_polled_on_every_third_tick_only(stack: Stack) -> None:
+    stack.add_account(email="long-queue@example.com")
+    video = stack.create_video(prompt="[sim:stuck] a lighthouse in the fog")  # queued upstream forever
+    account = running_on(stack, video["id"])
+    time.sleep((2 * QUEUED_TICKS + 0.5) * POLL_INTERVAL_S)
+
+    polls = [e["ts"] for e in requests_of(stack, account) if e["route"] == "pending"]
+    # Every tick would be 6 or 7 polls by now; one tick in three is 2 or 3, each about 3 ticks after the last.
+    assert 2 <= len(polls) <= 3, polls
+    gaps = [later - earlier for earlier, later in itertools.pairwise(polls)]
+    assert all(
+        (QUEUED_TICKS - 1) * POLL_INTERVAL_S < gap < (QUEUED_TICKS + 1) * POLL_INTERVAL_S for gap in gaps
+    )
+    assert job_row(stack, video["id"])["state"] == "running"

@@ -45,14 +45,16 @@ async def publish(ctx: Context, job: Job | None, message: str = "") -> None:
         await _best_effort("event", job.id, ctx.publisher.publish(job, message))
 
 
-async def free_slot(ctx: Context, job: Job) -> None:
+async def free_slot(ctx: Context, job: Job, *, refill: bool = True) -> None:
     """The job no longer occupies upstream capacity: give its slot to the next parked job.
 
-    Without Redis the lease runs out by itself and beat's dispatch sends the parked job.
+    ``refill=False`` only gives the slot back, for a caller that sends the parked jobs of many freed slots
+    in one ``dispatch``. Without Redis the lease runs out by itself and beat's dispatch sends the parked job.
     """
     if job.account_id is not None:
         await _best_effort("slot release", job.id, ctx.pool.leases.release(job.account_id, job.kind, job.id))
-    await _best_effort("dispatch", job.id, dispatch(ctx, job.kind, 1))
+    if refill:
+        await _best_effort("dispatch", job.id, dispatch(ctx, job.kind, 1))
 
 
 async def dispatch(ctx: Context, kind: str, limit: int) -> int:

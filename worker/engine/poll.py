@@ -5,14 +5,16 @@ running jobs. The task polls its accounts concurrently: one ``pending`` request 
 tasks, and the drafts are read only when a task has left the pending list. What every poll of a batch
 needs from Postgres and Redis is read and written for the whole batch at once: the running jobs, the
 accounts, the lease renewals, the progress updates and their events. The finished videos it finds are then
-downloaded by the same task as soon as each is found (``finalize.start``), and an account with a task that
-left pending before its draft was listed gets its drafts read again soon (``poll.drafts``).
+downloaded by the same task as soon as each is found (``finalize.start``), and the accounts with a task
+that left pending before its draft was listed get their drafts read again soon (``poll.drafts``). An account
+whose tasks are all still queued upstream has nothing to show before they run: only every
+``POLL_QUEUED_TICKS``-th tick polls it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -26,7 +28,7 @@ from shared.sora.client import Credentials
 from shared.timeutil import utcnow
 from worker.context import Context
 from worker.engine import accounts, characters, finalize
-from worker.engine.common import REDIS_DOWN, fail, free_slot, log, publish
+from worker.engine.common import REDIS_DOWN, dispatch, fail, free_slot, log, publish
 
 CONTENT_FILTER_MESSAGE = "The prompt or input was rejected by the content filter"
 MAX_DRAFT_PAGES = 5
@@ -36,6 +38,8 @@ ACCOUNTS_PER_POLL = 20
 # A task that left pending before its draft was listed (the gap) has its account's drafts read again this
 # many times, evenly within the poll interval, instead of waiting a whole interval for the next tick.
 GAP_RECHECKS = 2
+# What pending calls a task that has not started running yet: no progress to show until it leaves them.
+NOT_STARTED = frozenset({"preprocessing", "queued"})
 
 
 @dataclass
@@ -49,12 +53,22 @@ class Found:
     gap: set[int] = field(default_factory=set)
     # Downloads of the jobs moved to finalizing, started at once in this task.
     finishing: list[asyncio.Task[None]] = field(default_factory=list)
+    # The slots those jobs gave back, by kind: parked jobs are sent for all of them in one dispatch.
+    freed: Counter[str] = field(default_factory=Counter)
 
-    def finish(self, ctx: Context, job: Job) -> None:
+    async def finish(self, ctx: Context, job: Job) -> None:
+        await free_slot(ctx, job, refill=False)
+        self.freed[job.kind] += 1
         self.finishing.append(finalize.start(ctx, job))
 
-    async def settle(self) -> None:
-        """Waits for the downloads (each one sends its job to the finalize queue when it fails)."""
+    async def settle(self, ctx: Context) -> None:
+        """Sends parked jobs for the freed slots, then waits for the downloads (each one sends its job to the
+        finalize queue when it fails). Without Redis or Postgres here, beat's dispatch sends them."""
+        for kind, count in self.freed.items():
+            try:
+                await dispatch(ctx, kind, count)
+            except Exception as exc:
+                log.warning("dispatch of %d %s slots skipped (%s)", count, kind, type(exc).__name__)
         for outcome in await asyncio.gather(*self.finishing, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 log.error("a finalize started by a poll failed", exc_info=outcome)
@@ -114,7 +128,7 @@ async def poll_accounts(ctx: Context, account_ids: list[int]) -> None:
             log.warning("progress events of %d jobs skipped (%s)", len(changed), type(exc).__name__)
         _recheck_soon(ctx, seen.gap, GAP_RECHECKS)
     finally:
-        await seen.settle()
+        await seen.settle(ctx)
         idle = set(account_ids).difference(polled)  # nothing to poll, or never got that far
         if idle:
             await ctx.redis.delete(*(ctx.keys.poll_guard(account_id) for account_id in idle))
@@ -125,93 +139,120 @@ async def poll_account(ctx: Context, account_id: int) -> None:
     await poll_accounts(ctx, [account_id])
 
 
-async def recheck_drafts(ctx: Context, account_id: int, left: int) -> None:
-    """Reads the drafts of an account whose task left pending before its draft was listed.
+async def recheck_drafts(ctx: Context, account_ids: list[int] | int, left: int) -> None:
+    """Reads the drafts of the accounts of a poll that saw a task leave pending before its draft was listed.
 
-    Sent by the poll that saw the task enter the gap, ``GAP_RECHECKS`` times at most, a fraction of the
-    poll interval apart: a draft that shows up a second after its task left pending is downloaded then,
-    not a whole interval later. Only drafts: pending is the tick's. A task still in the gap after the last
-    recheck is left to the ticks and their grace period.
+    Sent by that poll, ``GAP_RECHECKS`` times at most, a fraction of the poll interval apart: a draft that
+    shows up a second after its task left pending is downloaded then, not a whole interval later. One
+    message for all of a poll's accounts, read at the same time. Only drafts: pending is the tick's. A task
+    still in the gap after the last recheck is left to the ticks and their grace period. (A single account
+    id is a message from before the accounts were sent together.)
     """
-    jobs = [
-        job
-        for job in await ctx.jobs.running_on([account_id])
-        if job.kind == "video" and job.missing_since is not None
-    ]
-    account = (await ctx.pool.get_many([account_id])).get(account_id) if jobs else None
-    if account is None:
-        return
+    ids = [account_ids] if isinstance(account_ids, int) else account_ids
+    by_account: dict[int, list[Job]] = defaultdict(list)
+    for job in await ctx.jobs.running_on(ids):
+        if job.kind == "video" and job.missing_since is not None:
+            by_account[job.account_id].append(job)  # type: ignore[index]
+    found = await ctx.pool.get_many(list(by_account)) if by_account else {}
+    checked = [account_id for account_id in by_account if account_id in found]
+    seen = Found()
+    try:
+        outcomes = await asyncio.gather(
+            *(_recheck_one(ctx, found[account_id], by_account[account_id], seen) for account_id in checked),
+            return_exceptions=True,
+        )
+        waiting = set()
+        for account_id, outcome in zip(checked, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("drafts recheck of account %s failed", account_id, exc_info=outcome)
+            elif outcome:
+                waiting.add(account_id)
+        _recheck_soon(ctx, waiting, left)
+    finally:
+        await seen.settle(ctx)
+
+
+async def _recheck_one(ctx: Context, account: Account, jobs: list[Job], seen: Found) -> bool:
+    """True while one of the account's tasks still waits for its draft."""
     try:
         creds = ctx.pool.credentials(account)
     except SecretUnreadable:
-        return  # the tick's poll disables the account
-    seen = Found()
-    try:
+        return False  # the tick's poll disables the account
+    with logs.bind(account_id=account.id):
         drafts = await _drafts_for(ctx, creds, jobs)
         waiting = [
             job
             for job in jobs
             if await _on_left_pending(ctx, job, drafts.get(job.upstream_task_id or ""), seen)
         ]
-        if waiting:
-            _recheck_soon(ctx, {account_id}, left)
-    finally:
-        await seen.settle()
+    return bool(waiting)
 
 
 def _recheck_soon(ctx: Context, account_ids: set[int], left: int) -> None:
-    """Sends the next of ``left`` rechecks; its message says how many may follow it."""
-    if left <= 0:
+    """Sends the next of ``left`` rechecks for these accounts in one message; it says how many may follow."""
+    if left <= 0 or not account_ids:
         return
     delay = ctx.settings.poll_interval_s / (GAP_RECHECKS + 1)
-    for account_id in account_ids:
-        try:
-            ctx.enqueue.recheck_drafts(account_id, left - 1, countdown=delay)
-        except REDIS_DOWN as exc:  # the next tick looks anyway
-            log.warning("drafts recheck of account %s skipped (%s)", account_id, type(exc).__name__)
+    try:
+        ctx.enqueue.recheck_drafts(sorted(account_ids), left - 1, countdown=delay)
+    except REDIS_DOWN as exc:  # the next tick looks anyway
+        log.warning("drafts recheck of %d accounts skipped (%s)", len(account_ids), type(exc).__name__)
 
 
 async def _poll_account(ctx: Context, account: Account, jobs: list[Job], seen: Found) -> None:
+    not_started = False
     try:
         with logs.bind(account_id=account.id):
-            await _poll_one(ctx, account, jobs, seen)
+            not_started = await _poll_one(ctx, account, jobs, seen)
     finally:
-        await ctx.redis.delete(ctx.keys.poll_guard(account.id))  # type: ignore[arg-type]
+        guard = ctx.keys.poll_guard(account.id)  # type: ignore[arg-type]
+        ticks = ctx.settings.poll_queued_ticks
+        if not_started and ticks > 1:
+            # Its guard stays until just before the tick that is due to poll it again.
+            await ctx.redis.set(guard, 1, px=int((ticks - 0.5) * ctx.settings.poll_interval_s * 1000))
+        else:
+            await ctx.redis.delete(guard)
 
 
-async def _poll_one(ctx: Context, account: Account, jobs: list[Job], seen: Found) -> None:
+async def _poll_one(ctx: Context, account: Account, jobs: list[Job], seen: Found) -> bool:
+    """Polls the account's jobs of every kind; True when it has only videos and none has started running."""
     try:
         creds = ctx.pool.credentials(account)
     except SecretUnreadable as exc:
         log.error("account %s: %s; disabling it", account.id, exc)
         await ctx.pool.update(account.id, enabled=False, disabled_reason="secret_unreadable")  # type: ignore[arg-type]
-        return
+        return False
     by_kind: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         by_kind[job.kind].append(job)
+    not_started = False
     if by_kind.get("video"):
-        await _poll_videos(ctx, creds, by_kind["video"], seen)
+        not_started = await _poll_videos(ctx, creds, by_kind["video"], seen)
     if by_kind.get("image"):
         await _poll_images(ctx, creds, by_kind["image"], seen)
     if by_kind.get("character"):
         await characters.poll_cameos(ctx, creds, by_kind["character"])
+    return not_started and len(by_kind) == 1
 
 
-async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job], seen: Found) -> None:
+async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job], seen: Found) -> bool:
+    """True when every task is still in pending and none has started running."""
     try:
         pending = {item.get("id"): item for item in await ctx.sora.pending(creds)}
     except errors.UpstreamError as exc:
         # The next tick tries again; the deadline bounds how long that can go on.
         log.warning("pending poll for account %s failed: %s", creds.account_id, exc.error_class)
         await accounts.on_poll_error(ctx, creds.account_id, exc)
-        return
+        return False
 
     gone: list[Job] = []
+    not_started = True
     for job in jobs:
         task = pending.get(job.upstream_task_id)
         if task is None:
             gone.append(job)
         else:
+            not_started = not_started and task.get("status") in NOT_STARTED
             await _on_pending(ctx, job, task, seen)
     if gone:
         drafts = await _drafts_for(ctx, creds, gone)
@@ -219,6 +260,7 @@ async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job], seen: 
             waits = await _on_left_pending(ctx, job, drafts.get(job.upstream_task_id or ""), seen)
             if waits and job.missing_since is None:
                 seen.gap.add(creds.account_id)
+    return not_started and not gone
 
 
 async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job], seen: Found) -> None:
@@ -259,8 +301,7 @@ async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job], seen: 
             )
             if finalizing is not None:
                 await publish(ctx, finalizing, "Downloading the image")
-                await free_slot(ctx, finalizing)
-                seen.finish(ctx, finalizing)
+                await seen.finish(ctx, finalizing)
         else:
             reason = str(task.get("failure_reason") or task.get("error_message") or "Generation failed")
             if "polic" in reason.lower() or "guideline" in reason.lower():
@@ -358,8 +399,7 @@ async def _on_left_pending(ctx: Context, job: Job, draft: dict[str, Any] | None,
     )
     if finalizing is not None:
         await publish(ctx, finalizing, "Downloading the video")
-        await free_slot(ctx, finalizing)
-        seen.finish(ctx, finalizing)
+        await seen.finish(ctx, finalizing)
     return False
 
 
