@@ -116,10 +116,11 @@ def test_an_account_whose_tasks_are_all_queued_is_polled_on_every_third_tick_onl
     time.sleep((2 * QUEUED_TICKS + 0.5) * POLL_INTERVAL_S)
 
     polls = [e["ts"] for e in requests_of(stack, account) if e["route"] == "pending"]
-    # Every tick would be 6 or 7 polls by now; one tick in three is 2 or 3, each about 3 ticks after the last.
-    assert 2 <= len(polls) <= 3, polls
+    # Every tick would be 6 or 7 polls by now. Each poll is 2 or 3 ticks after the last (at random, so that
+    # accounts started together drift apart), 3 or 4 if a poll ran late.
+    assert 2 <= len(polls) <= 4, polls
     gaps = [later - earlier for earlier, later in itertools.pairwise(polls)]
     assert all(
-        (QUEUED_TICKS - 1) * POLL_INTERVAL_S < gap < (QUEUED_TICKS + 1) * POLL_INTERVAL_S for gap in gaps
-    )
+        (QUEUED_TICKS - 1.5) * POLL_INTERVAL_S < gap < (QUEUED_TICKS + 1.5) * POLL_INTERVAL_S for gap in gaps
+    ), gaps
     assert job_row(stack, video["id"])["state"] == "running"

@@ -14,6 +14,7 @@ whose tasks are all still queued upstream has nothing to show before they run: o
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -208,8 +209,10 @@ async def _poll_account(ctx: Context, account: Account, jobs: list[Job], seen: F
         guard = ctx.keys.poll_guard(account.id)  # type: ignore[arg-type]
         ticks = ctx.settings.poll_queued_ticks
         if not_started and ticks > 1:
-            # Its guard stays until just before the tick that is due to poll it again.
-            await ctx.redis.set(guard, 1, px=int((ticks - 0.5) * ctx.settings.poll_interval_s * 1000))
+            # Its guard stays until shortly before the tick that is due to poll it again: one of the last two,
+            # at random, so that accounts whose tasks were created together do not stay polled together.
+            hold = (ticks - 1.5 + random.random()) * ctx.settings.poll_interval_s
+            await ctx.redis.set(guard, 1, px=int(hold * 1000))
         else:
             await ctx.redis.delete(guard)
 
