@@ -7,6 +7,7 @@ Every change bumps ``seq``, the version subscribers order events by.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,31 @@ _PROGRESS_ROWS = sa.func.unnest(
 ).table_valued(
     sa.column("id", sa.Text), sa.column("progress", sa.Integer), sa.column("upstream_status", sa.Text)
 )
+
+
+@functools.cache
+def _transition_statement(
+    from_states: tuple[str, ...], columns: tuple[str, ...], *, bump: bool, attempt: bool
+) -> sa.Update:
+    """``JobRepo.transition``'s UPDATE for one set of states and columns, with its values as parameters
+    (``job_id``, ``new_<column>``, ``new_attempt``).
+
+    Built once per shape: a statement object keeps its cache key, so a call neither builds the statement
+    again nor walks it to find its compiled form. A worker makes a handful of shapes, each many times.
+    """
+    table = Job.__table__  # type: ignore[attr-defined]
+    values: dict[str, Any] = {name: sa.bindparam(f"new_{name}", type_=table.c[name].type) for name in columns}
+    if bump:
+        values["seq"] = Job.seq + 1
+    if attempt:
+        values["attempts"] = Job.attempts.op("||")(sa.bindparam("new_attempt", type_=JSONB))
+    return (
+        sa.update(Job)
+        .where(Job.id == sa.bindparam("job_id"), Job.state.in_(list(from_states)))
+        .values(**values)
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def new_video_id() -> str:
@@ -186,19 +212,30 @@ class JobRepo:
         clients cannot see (``bump=False``) leaves ``seq`` alone, so streams have no gaps.
         """
         values.setdefault("updated_at", utcnow())
-        if bump:
-            values["seq"] = Job.seq + 1
-        if attempt is not None:
-            values["attempts"] = Job.attempts.op("||")(sa.type_coerce([attempt], JSONB))
-        statement = (
-            sa.update(Job)
-            .where(Job.id == job_id, Job.state.in_(list(from_states)), *where)
-            .values(**values)
-            .returning(Job)
-            .execution_options(synchronize_session=False)
-        )
+        params: dict[str, Any] = {}
+        if not where and not any(isinstance(value, sa.ClauseElement) for value in values.values()):
+            # The usual case: one statement per shape, built once, its values bound on each call.
+            statement = _transition_statement(
+                tuple(from_states), tuple(sorted(values)), bump=bump, attempt=attempt is not None
+            )
+            params = {f"new_{name}": value for name, value in values.items()}
+            params["job_id"] = job_id
+            if attempt is not None:
+                params["new_attempt"] = [attempt]
+        else:
+            if bump:
+                values["seq"] = Job.seq + 1
+            if attempt is not None:
+                values["attempts"] = Job.attempts.op("||")(sa.type_coerce([attempt], JSONB))
+            statement = (
+                sa.update(Job)
+                .where(Job.id == job_id, Job.state.in_(list(from_states)), *where)
+                .values(**values)
+                .returning(Job)
+                .execution_options(synchronize_session=False)
+            )
         async with self._one() as session:
-            result = await session.execute(statement)
+            result = await session.execute(statement, params)
             row = result.scalars().first()
             await session.commit()
             return row

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -31,9 +32,10 @@ _LIMIT_COLUMN = {
 }
 
 
-def _today(column: str) -> dict[str, Any]:
-    """Adds one to a today_* counter, starting all of them from zero on a new (UTC) day."""
-    today = utcnow().date()
+def _today(column: str, today: Any = None) -> dict[str, Any]:
+    """Adds one to a today_* counter, starting all of them from zero on a new (UTC) day (``today``: a date,
+    or a parameter that will hold it; by default the date now)."""
+    today = utcnow().date() if today is None else today
     same_day = Account.today_date == today
     values: dict[str, Any] = {"today_date": today}
     for name in ("today_video_count", "today_image_count", "today_error_count"):
@@ -41,6 +43,31 @@ def _today(column: str) -> dict[str, Any]:
         step = 1 if name == column else 0
         values[name] = sa.case((same_day, current + step), else_=step)
     return values
+
+
+@functools.cache
+def _success_statement(kind: str) -> sa.Update:
+    """``Pool.record_success``'s UPDATE for a kind, built once (a statement object keeps its cache key); its
+    parameters are ``account_id``, ``now`` and, for videos and images, ``today``."""
+    values: dict[str, Any] = {
+        "consecutive_errors": 0,
+        "updated_at": sa.bindparam("now", type_=sa.DateTime(True)),
+    }
+    if kind in ("video", "image"):
+        total = Account.video_count if kind == "video" else Account.image_count
+        values[total.key] = total + 1
+        values.update(_today(f"today_{kind}_count", sa.bindparam("today", type_=sa.Date)))
+    if kind == "video":  # only videos spend the upstream's video allowance
+        values["quota_remaining"] = sa.case(
+            (Account.quota_remaining > 0, Account.quota_remaining - 1), else_=Account.quota_remaining
+        )
+    return (
+        sa.update(Account)
+        .where(Account.id == sa.bindparam("account_id"))
+        .values(**values)
+        .returning(Account)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _eligible(kind: str, requires_pro: bool, exclude: Collection[int]) -> list[sa.ColumnElement[bool]]:
@@ -220,15 +247,18 @@ class Pool:
 
     async def store(self, account_id: int, **values: Any) -> Account | None:
         """Applies ``values`` and returns the account as it is now (None if it is gone)."""
+        return await self._apply(
+            sa.update(Account)
+            .where(Account.id == account_id)
+            .values(**values)
+            .returning(Account)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def _apply(self, statement: sa.Update, params: dict[str, Any] | None = None) -> Account | None:
         self.forget_capable()
         async with self._one() as session:
-            result = await session.execute(
-                sa.update(Account)
-                .where(Account.id == account_id)
-                .values(**values)
-                .returning(Account)
-                .execution_options(synchronize_session=False)
-            )
+            result = await session.execute(statement, params or {})
             account = result.scalars().one_or_none()
             await session.commit()
             return account
@@ -236,16 +266,11 @@ class Pool:
     async def record_success(self, account_id: int, kind: str) -> Account | None:
         """A finished job: counts it (total and today) and clears the consecutive-error count; returns the
         account as it is now (a video lowers its known allowance by one)."""
-        values: dict[str, Any] = {"consecutive_errors": 0, "updated_at": utcnow()}
+        now = utcnow()
+        params: dict[str, Any] = {"account_id": account_id, "now": now}
         if kind in ("video", "image"):
-            total = Account.video_count if kind == "video" else Account.image_count
-            values[total.key] = total + 1
-            values.update(_today(f"today_{kind}_count"))
-        if kind == "video":  # only videos spend the upstream's video allowance
-            values["quota_remaining"] = sa.case(
-                (Account.quota_remaining > 0, Account.quota_remaining - 1), else_=Account.quota_remaining
-            )
-        return await self.store(account_id, **values)
+            params["today"] = now.date()
+        return await self._apply(_success_statement(kind), params)
 
     async def record_error(
         self, account_id: int, error_class: str, *, account_fault: bool, threshold: int, **values: Any
