@@ -110,12 +110,14 @@ class _PartFile:
 class LocalStorage(Storage):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
+        self._inside = os.path.join(self.root, "")
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root not in path.parents:
+        # Lexical, with no filesystem calls on the event loop: ``..`` and absolute keys cannot leave the root.
+        path = os.path.normpath(os.path.join(self.root, key))
+        if not path.startswith(self._inside):
             raise ValueError(f"storage key escapes the media directory: {key!r}")
-        return path
+        return Path(path)
 
     async def write(self, key: str, chunks: AsyncIterator[bytes]) -> int:
         """Collects up to ``WRITE_BUFFER`` bytes, then writes them in one call to a thread: a thumbnail or

@@ -71,8 +71,9 @@ async def test_missing_keys(store: Storage) -> None:
         await store.read("videos/nothing/video.mp4")
     with pytest.raises(FileNotFoundError):
         await collect(store.read_range("videos/nothing/video.mp4", 0, 10))
-    with pytest.raises(ValueError):
-        await store.size("../outside")
+    for outside in ("../outside", "videos/../../outside", "/etc/passwd", ""):
+        with pytest.raises(ValueError):
+            await store.size(outside)
 
 
 async def test_a_large_file_streams_through_in_parts(store: Storage, moto_s3: MotoServer) -> None:
