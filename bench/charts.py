@@ -50,7 +50,7 @@ def _route_bars(ax: plt.Axes, columns: dict[str, dict[str, float]]) -> None:
 
 
 def inflight(result: dict, path: Path) -> Path:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right, late) = plt.subplots(1, 3, figsize=(16, 4))
     _route_bars(left, {"measured": result["requests_per_job"], "floor": result["floor_per_job"]})
     left.set_title(f"{result['over_floor']}x the floor (target 1.3x)")
     delays = result["delays_s"]
@@ -60,6 +60,14 @@ def inflight(result: dict, path: Path) -> Path:
     right.set_xlabel("simulator draft ready → client sees completed (s)")
     right.set_ylabel("jobs")
     right.legend()
+    by_time = result.get("delay_by_time") or []
+    starts = [b["from_s"] for b in by_time]
+    for key, style in (("p50_s", "-"), ("p99_s", "--"), ("max_s", ":")):
+        late.plot(starts, [b[key] for b in by_time], style, label=key.removesuffix("_s"))
+    late.axhline(result["delay_target_s"], color="tab:red", linestyle="--", linewidth=0.8)
+    late.set_xlabel("draft ready, s after the first create")
+    late.set_ylabel("delay (s)")
+    late.legend()
     fig.suptitle(
         f"In flight: {result['completed']}/{result['jobs']} jobs on {result['accounts']} accounts, "
         f"wall {result['wall_s']} s vs minimum {result['sim_minimum_s']} s"

@@ -177,6 +177,7 @@ def run(
     # from there to the row's completion (the download and the writes). ``gap_polls`` is the share of jobs
     # whose first poll after the task left pending came before its draft appeared.
     split = _delay_split(completed, by_task)
+    first_create = min((t["created_at"] for t in tasks), default=ready)
 
     # One pending request per busy account per tick, over the simulator's own minimum time for its jobs.
     per_account = Counter(t["account_id"] for t in tasks)
@@ -204,7 +205,6 @@ def run(
     total = sum(upstream.values())
     waves = math.ceil(config.jobs / (SLOTS * config.accounts))
     sim_minimum = (waves * TASK_SLOT_SECONDS + TASK_SECONDS - TASK_SLOT_SECONDS) * config.time_scale
-    first_create = min((t["created_at"] for t in tasks), default=ready)
     return {
         "jobs": len(ids),
         "accounts": config.accounts,
@@ -246,7 +246,31 @@ def run(
         "delay_target_s": round(interval + 1, 3),
         "delay_split": split,
         "delays_s": [round(d, 3) for d in sorted(delays)],
+        "delay_by_time": _delay_by_time(completed, by_task, first_create),
     }
+
+
+def _delay_by_time(
+    completed: list[dict], by_task: dict[str, dict], start: float, bucket_s: float = 10.0
+) -> list[dict[str, float]]:
+    """The delay by when the draft was ready, in ``bucket_s`` buckets from the first create: when in the run
+    the slow completions happened (the end of a wave of videos, or all along)."""
+    buckets: dict[int, list[float]] = {}
+    for row in completed:
+        draft_at = (by_task.get(row["upstream_task_id"]) or {}).get("draft_at")
+        if draft_at is not None:
+            delay = row["completed_at"].timestamp() - draft_at
+            buckets.setdefault(int((draft_at - start) // bucket_s), []).append(delay)
+    return [
+        {
+            "from_s": index * bucket_s,
+            "jobs": len(values),
+            "p50_s": round(percentile(values, 0.50), 3),
+            "p99_s": round(percentile(values, 0.99), 3),
+            "max_s": round(max(values), 3),
+        }
+        for index, values in sorted(buckets.items())
+    ]
 
 
 def _delay_split(completed: list[dict], by_task: dict[str, dict]) -> dict[str, float]:
