@@ -7,8 +7,8 @@ needs from Postgres and Redis is read and written for the whole batch at once: t
 accounts, the lease renewals, the progress updates and their events. The finished videos it finds are then
 downloaded by the same task as soon as each is found (``finalize.start``), and the accounts with a task
 that left pending before its draft was listed get their drafts read again soon (``poll.drafts``). An account
-whose tasks are all still queued upstream has nothing to show before they run: only every
-``POLL_QUEUED_TICKS``-th tick polls it.
+whose tasks are all still queued upstream has nothing to show before they run: its guard stays, and it is
+polled again on the last or the one before the last of its next ``POLL_QUEUED_TICKS`` ticks.
 """
 
 from __future__ import annotations
