@@ -41,6 +41,9 @@ ACCOUNTS_PER_POLL = 20
 GAP_RECHECKS = 2
 # What pending calls a task that has not started running yet: no progress to show until it leaves them.
 NOT_STARTED = frozenset({"preprocessing", "queued"})
+# A running video below this progress is far from leaving pending (``processing`` is 99): while all of an
+# account's videos are, it is polled on one tick in ``POLL_RUNNING_TICKS`` only.
+FINISHING_PROGRESS = 80
 
 
 @dataclass
@@ -201,14 +204,13 @@ def _recheck_soon(ctx: Context, account_ids: set[int], left: int) -> None:
 
 
 async def _poll_account(ctx: Context, account: Account, jobs: list[Job], seen: Found) -> None:
-    not_started = False
+    ticks = 1
     try:
         with logs.bind(account_id=account.id):
-            not_started = await _poll_one(ctx, account, jobs, seen)
+            ticks = await _poll_one(ctx, account, jobs, seen)
     finally:
         guard = ctx.keys.poll_guard(account.id)  # type: ignore[arg-type]
-        ticks = ctx.settings.poll_queued_ticks
-        if not_started and ticks > 1:
+        if ticks > 1:
             # Its guard stays until shortly before the tick that is due to poll it again: one of the last two,
             # at random, so that accounts whose tasks were created together do not stay polled together.
             hold = (ticks - 1.5 + random.random()) * ctx.settings.poll_interval_s
@@ -217,45 +219,58 @@ async def _poll_account(ctx: Context, account: Account, jobs: list[Job], seen: F
             await ctx.redis.delete(guard)
 
 
-async def _poll_one(ctx: Context, account: Account, jobs: list[Job], seen: Found) -> bool:
-    """Polls the account's jobs of every kind; True when it has only videos and none has started running."""
+async def _poll_one(ctx: Context, account: Account, jobs: list[Job], seen: Found) -> int:
+    """Polls the account's jobs of every kind; returns on which tick to poll it again (1: the next one), more
+    than 1 only when it has only videos and none can finish soon."""
     try:
         creds = ctx.pool.credentials(account)
     except SecretUnreadable as exc:
         log.error("account %s: %s; disabling it", account.id, exc)
         await ctx.pool.update(account.id, enabled=False, disabled_reason="secret_unreadable")  # type: ignore[arg-type]
-        return False
+        return 1
     by_kind: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         by_kind[job.kind].append(job)
-    not_started = False
+    ticks = 1
     if by_kind.get("video"):
-        not_started = await _poll_videos(ctx, creds, by_kind["video"], seen)
+        ticks = await _poll_videos(ctx, creds, by_kind["video"], seen)
     if by_kind.get("image"):
         await _poll_images(ctx, creds, by_kind["image"], seen)
     if by_kind.get("character"):
         await characters.poll_cameos(ctx, creds, by_kind["character"])
-    return not_started and len(by_kind) == 1
+    return ticks if len(by_kind) == 1 else 1
 
 
-async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job], seen: Found) -> bool:
-    """True when every task is still in pending and none has started running."""
+def _ticks_until_due(ctx: Context, task: dict[str, Any]) -> int:
+    """On which tick a task still in pending is worth polling again: later while it has not started running
+    (``POLL_QUEUED_TICKS``) or is running far from its end (``POLL_RUNNING_TICKS``), else the next one."""
+    status = task.get("status")
+    if status in NOT_STARTED:
+        return ctx.settings.poll_queued_ticks
+    if status == "running" and _percent(task) < FINISHING_PROGRESS:
+        return ctx.settings.poll_running_ticks
+    return 1
+
+
+async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job], seen: Found) -> int:
+    """Returns on which tick to poll the account again: the soonest any of its tasks is due
+    (``_ticks_until_due``); the next one when a task has left pending or the poll failed."""
     try:
         pending = {item.get("id"): item for item in await ctx.sora.pending(creds)}
     except errors.UpstreamError as exc:
         # The next tick tries again; the deadline bounds how long that can go on.
         log.warning("pending poll for account %s failed: %s", creds.account_id, exc.error_class)
         await accounts.on_poll_error(ctx, creds.account_id, exc)
-        return False
+        return 1
 
     gone: list[Job] = []
-    not_started = True
+    ticks = max(ctx.settings.poll_queued_ticks, ctx.settings.poll_running_ticks)
     for job in jobs:
         task = pending.get(job.upstream_task_id)
         if task is None:
             gone.append(job)
         else:
-            not_started = not_started and task.get("status") in NOT_STARTED
+            ticks = min(ticks, _ticks_until_due(ctx, task))
             await _on_pending(ctx, job, task, seen)
     if gone:
         drafts = await _drafts_for(ctx, creds, gone)
@@ -263,7 +278,7 @@ async def _poll_videos(ctx: Context, creds: Credentials, jobs: list[Job], seen: 
             waits = await _on_left_pending(ctx, job, drafts.get(job.upstream_task_id or ""), seen)
             if waits and job.missing_since is None:
                 seen.gap.add(creds.account_id)
-    return not_started and not gone
+    return 1 if gone else ticks
 
 
 async def _poll_images(ctx: Context, creds: Credentials, jobs: list[Job], seen: Found) -> None:
