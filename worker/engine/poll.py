@@ -6,9 +6,11 @@ tasks, and the drafts are read only when a task has left the pending list. What 
 needs from Postgres and Redis is read and written for the whole batch at once: the running jobs, the
 accounts, the lease renewals, the progress updates and their events. The finished videos it finds are then
 downloaded by the same task as soon as each is found (``finalize.start``), and the accounts with a task
-that left pending before its draft was listed get their drafts read again soon (``poll.drafts``). An account
-whose tasks are all still queued upstream has nothing to show before they run: its guard stays, and it is
-polled again on the last or the one before the last of its next ``POLL_QUEUED_TICKS`` ticks.
+that left pending before its draft was listed get their drafts read again soon (``poll.drafts``, on the
+finalize queue, ahead of the polls). An account whose tasks are all still queued upstream has nothing to show
+before they run: its guard stays, and it is polled again on the last or the one before the last of its next
+``POLL_QUEUED_TICKS`` ticks; one whose videos all run far from their end (below ``FINISHING_PROGRESS``), of
+its next ``POLL_RUNNING_TICKS``.
 """
 
 from __future__ import annotations
