@@ -112,8 +112,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # this many ticks instead of every tick. 1 polls it on every tick.
     poll_queued_ticks: int = 3
     # An account whose videos are all running but none has reached FINISHING_PROGRESS (80 %) yet is polled on
-    # every this many ticks: its progress shows a little less often, and nothing can finish before then.
-    # 1 polls it on every tick.
+    # every this many ticks: its progress shows a little less often, and a video that far from its end is
+    # not expected to finish before then. 1 polls it on every tick.
     poll_running_ticks: int = 2
     job_deadline_s: int = 3600
     # How long a task may be in neither the pending list nor the drafts before it counts as lost.

@@ -1,5 +1,5 @@
-"""How often an account is polled while its video runs upstream: on every other tick while the video is far
-from its end, on every tick once it is near it (the simulator's running phase is long here)."""
+"""How often an account is polled while its video runs upstream far from its end: on one tick in two at most
+(the simulator's running phase is long here, so the video stays below 80 % for the whole test)."""
 
 from __future__ import annotations
 
