@@ -67,8 +67,10 @@ class Resources:
     url_key: str
 
     @classmethod
-    def build(cls, settings: Settings, celery: Celery, *, db_pool_size: int) -> Resources:
-        engine = create_engine(settings, pool_size=db_pool_size)
+    def build(
+        cls, settings: Settings, celery: Celery, *, db_pool_size: int, synchronous_commit: bool = True
+    ) -> Resources:
+        engine = create_engine(settings, pool_size=db_pool_size, synchronous_commit=synchronous_commit)
         sessions = create_sessionmaker(engine)
         redis = redis_client(settings.redis_url, socket_timeout=10)
         keys = Keys(settings.redis_prefix)

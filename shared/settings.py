@@ -132,6 +132,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A non-stream chat request with max_tokens at most this is a channel health check (NewAPI, OneAPI).
     channel_test_max_tokens: int = 64
     worker_concurrency: int = 4
+    # Whether a worker's commits wait for Postgres to flush them to disk (synchronous_commit). Off: a step's
+    # write is visible at once but lost if Postgres itself crashes within about 0.6 s of it; each step is
+    # resumable from the state before it, so that costs a repeated step, not a job. The API's writes (a
+    # created job, a cancel) always wait.
+    worker_synchronous_commit: bool = False
     # A submit or finalize at work marks its job alive this often. A submit silent for three times as long
     # died with its worker: the sweeper resumes it (adopting the task its create may have made).
     step_heartbeat_s: float = 5.0

@@ -35,7 +35,12 @@ class Runtime:
         if self._runner is None:
             self._runner = asyncio.Runner()
         if self._context is None:
-            self._context = Resources.build(self._settings, self._celery, db_pool_size=4)
+            self._context = Resources.build(
+                self._settings,
+                self._celery,
+                db_pool_size=4,
+                synchronous_commit=self._settings.worker_synchronous_commit,
+            )
         # A context of its own per task: what the task binds for its log lines ends with it.
         return self._runner.run(factory(self._context, *args), context=contextvars.copy_context())
 
