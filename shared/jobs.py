@@ -64,6 +64,10 @@ def _transition_statement(
     )
 
 
+# Makes the one transaction it runs in wait for Postgres's disk flush, whatever the connection's default.
+_FLUSHED = sa.text("SET LOCAL synchronous_commit = on")
+
+
 def new_video_id() -> str:
     return "video_" + secrets.token_hex(16)
 
@@ -169,7 +173,9 @@ class JobRepo:
             return result.scalars().first()
 
     async def set_post_id(self, job_id: str, post_id: str) -> None:
-        async with self._one() as session:
+        """Kept on disk before it is used: the post it names exists upstream, and is not made twice."""
+        async with self._sessions() as session:
+            await session.execute(_FLUSHED)
             await session.execute(sa.update(Job).where(Job.id == job_id).values(post_id=post_id))
             await session.commit()
 
@@ -204,12 +210,16 @@ class JobRepo:
         attempt: dict[str, Any] | None = None,
         where: Sequence[sa.ColumnElement[bool]] = (),
         bump: bool = True,
+        durable: bool = False,
         **values: Any,
     ) -> Job | None:
         """Applies ``values`` if the job is still in one of ``from_states``; returns the new row or None.
 
         ``bump`` makes it a new version that the caller publishes; bookkeeping that
         clients cannot see (``bump=False``) leaves ``seq`` alone, so streams have no gaps.
+        ``durable`` returns only once the change is on disk, even where commits do not wait for that
+        (``WORKER_SYNCHRONOUS_COMMIT``): for a change that an upstream call with lasting effects relies
+        on, such as the claim made before a create.
         """
         values.setdefault("updated_at", utcnow())
         params: dict[str, Any] = {}
@@ -234,7 +244,9 @@ class JobRepo:
                 .returning(Job)
                 .execution_options(synchronize_session=False)
             )
-        async with self._one() as session:
+        async with self._sessions() if durable else self._one() as session:
+            if durable:
+                await session.execute(_FLUSHED)
             result = await session.execute(statement, params)
             row = result.scalars().first()
             await session.commit()
@@ -248,6 +260,7 @@ class JobRepo:
         *,
         unless_key: str | None = None,
         bump: bool = False,
+        durable: bool = False,
         **values: Any,
     ) -> Job | None:
         """Adds ``params`` to the job's params (a step's result, kept before the next step runs).
@@ -261,6 +274,7 @@ class JobRepo:
             from_states,
             where=where,
             bump=bump,
+            durable=durable,
             params=Job.params.op("||")(sa.type_coerce(params, JSONB)),
             **values,
         )

@@ -1,7 +1,11 @@
-"""Which commits wait for Postgres's disk flush: the worker's do not by default (each step is resumable),
-the API's always do (a created job, a cancel)."""
+"""Which commits wait for Postgres's disk flush: by default the worker's do not (each step is resumable)
+except the changes an upstream call with lasting effects relies on (``durable=True``: the claim before a
+create); the API's always do (a created job, a cancel)."""
 
 from __future__ import annotations
+
+import secrets
+from datetime import timedelta
 
 import msgspec
 import pytest
@@ -9,9 +13,11 @@ import sqlalchemy as sa
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from shared.models import Job, JobState
 from shared.queue import create_celery
 from shared.resources import Resources
 from shared.settings import Settings
+from shared.timeutil import utcnow
 from worker.context import Runtime
 
 
@@ -28,6 +34,47 @@ def test_worker_commits_follow_worker_synchronous_commit(
     runtime = Runtime(own, create_celery(own))
     try:
         assert runtime.run(_synchronous_commit) == seen
+    finally:
+        runtime.close()
+
+
+async def _claims(ctx: Resources) -> dict[str, str | None]:
+    """The ``synchronous_commit`` each kind of worker transition ran under, as its statement saw it."""
+    now = utcnow()
+    seen: dict[str, str | None] = {}
+    for durable in (False, True):
+        job = Job(
+            id=f"video_{secrets.token_hex(16)}",
+            kind="video",
+            owner="durability-test",
+            model="sora-2",
+            prompt="durability",
+            seconds=10,
+            size="1280x720",
+            state=JobState.QUEUED,
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + timedelta(hours=1),
+        )
+        await ctx.jobs.insert(job)
+        claimed = await ctx.jobs.transition(
+            job.id,
+            [JobState.QUEUED],
+            bump=False,
+            durable=durable,
+            state=JobState.SUBMITTING,
+            upstream_status=sa.func.current_setting("synchronous_commit"),
+        )
+        assert claimed is not None and claimed.state == JobState.SUBMITTING
+        seen["durable" if durable else "plain"] = claimed.upstream_status
+    return seen
+
+
+def test_a_durable_transition_waits_for_the_flush_where_the_worker_does_not(settings: Settings) -> None:
+    own = msgspec.structs.replace(settings, worker_synchronous_commit=False)
+    runtime = Runtime(own, create_celery(own))
+    try:
+        assert runtime.run(_claims) == {"plain": "off", "durable": "on"}
     finally:
         runtime.close()
 

@@ -133,6 +133,7 @@ async def submit(ctx: Context, job: Job) -> None:
         job.id,
         [JobState.QUEUED],
         bump=False,
+        durable=True,  # a claim lost after the cameo was started would let it be started again
         state=JobState.SUBMITTING,
         account_id=account.id,
         submit_started_at=utcnow(),
@@ -365,7 +366,7 @@ async def finalize(ctx: Context, job: Job, attempt: int = 0) -> None:
 
 async def _keep(ctx: Context, job: Job, values: dict[str, Any]) -> Job:
     """Stores a step's result before the next step runs."""
-    kept = await ctx.jobs.merge_params(job.id, [JobState.FINALIZING], values)
+    kept = await ctx.jobs.merge_params(job.id, [JobState.FINALIZING], values, durable=True)
     if kept is None:
         raise _Gone
     return kept

@@ -35,7 +35,9 @@ async def _clean_url(ctx: Context, job: Job) -> str | None:
         except errors.UpstreamError as exc:
             log.warning("job %s: publish for the watermark-free file failed: %s", job.id, exc.error_class)
             return None
-        await ctx.jobs.merge_params(job.id, [JobState.FINALIZING], {"watermark_post_id": post_id})
+        await ctx.jobs.merge_params(
+            job.id, [JobState.FINALIZING], {"watermark_post_id": post_id}, durable=True
+        )
     try:
         if ctx.settings.watermark_parser_url:
             return await ctx.sora.parse_clean_link(

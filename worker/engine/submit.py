@@ -165,6 +165,7 @@ async def submit(ctx: Context, job_id: str) -> None:
         job.id,
         [JobState.QUEUED],
         bump=False,
+        durable=True,  # a claim lost after the create would let the job be created again
         state=JobState.SUBMITTING,
         account_id=account.id,
         submit_started_at=utcnow(),
