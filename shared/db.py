@@ -18,14 +18,22 @@ from shared.settings import Settings
 PING_IF_IDLE_S = 1.0
 
 
-def create_engine(settings: Settings, *, pool_size: int = 10, synchronous_commit: bool = True) -> AsyncEngine:
-    """``synchronous_commit=False``: commits return before Postgres has flushed them to disk (they are
-    visible at once); a crash of Postgres itself may lose the last fraction of a second of them."""
+def create_engine(
+    settings: Settings,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    synchronous_commit: bool = True,
+) -> AsyncEngine:
+    """``pool_size`` connections kept once opened, and ``max_overflow`` (by default as many) more opened for
+    a burst and closed as soon as they are given back. ``synchronous_commit=False``: commits return before
+    Postgres has flushed them to disk (they are visible at once); a crash of Postgres itself may lose the
+    last fraction of a second of them."""
     server_settings = {} if synchronous_commit else {"server_settings": {"synchronous_commit": "off"}}
     engine = create_async_engine(
         settings.database_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_recycle=1800,
         # Fail fast when Postgres is down, so the API can answer 503 instead of hanging.
         connect_args={"timeout": 5, "command_timeout": 30, **server_settings},

@@ -68,9 +68,20 @@ class Resources:
 
     @classmethod
     def build(
-        cls, settings: Settings, celery: Celery, *, db_pool_size: int, synchronous_commit: bool = True
+        cls,
+        settings: Settings,
+        celery: Celery,
+        *,
+        db_pool_size: int,
+        db_max_overflow: int | None = None,
+        synchronous_commit: bool = True,
     ) -> Resources:
-        engine = create_engine(settings, pool_size=db_pool_size, synchronous_commit=synchronous_commit)
+        engine = create_engine(
+            settings,
+            pool_size=db_pool_size,
+            max_overflow=db_max_overflow,
+            synchronous_commit=synchronous_commit,
+        )
         sessions = create_sessionmaker(engine)
         redis = redis_client(settings.redis_url, socket_timeout=10)
         keys = Keys(settings.redis_prefix)

@@ -38,7 +38,11 @@ class Runtime:
             self._context = Resources.build(
                 self._settings,
                 self._celery,
-                db_pool_size=4,
+                # Eight connections at most, all kept once opened: at a wave's end a poll's accounts want that
+                # many at once, and overflow connections were opened and closed again all along (connect,
+                # SSL request, statements prepared anew, a new Postgres backend each: ten a second).
+                db_pool_size=8,
+                db_max_overflow=0,
                 synchronous_commit=self._settings.worker_synchronous_commit,
             )
         # A context of its own per task: what the task binds for its log lines ends with it.
