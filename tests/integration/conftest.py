@@ -4,6 +4,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -13,16 +14,43 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from shared.db import create_engine, create_sessionmaker
-from shared.models import Account
+from shared.jobs import JobRepo
+from shared.models import Account, Job
 from shared.queue import create_celery
 from shared.resources import Resources
 from shared.secrets import SecretBox, token_hash
 from shared.settings import Settings
+from shared.timeutil import utcnow
 
 CLIENT = {"Authorization": "Bearer sk-test-one"}
 OTHER_CLIENT = {"Authorization": "Bearer sk-test-two"}
 ADMIN = {"Authorization": "Bearer admin-test"}
 POOL_TOKEN = "integration-pool-account-token"
+
+
+async def insert_job(jobs: JobRepo, state: str, progress: int = 0) -> str:
+    """A video job in ``state`` at ``progress`` on account 9101, stored; returns its id."""
+    job_id = f"video_{secrets.token_hex(16)}"
+    now = utcnow()
+    await jobs.insert(
+        Job(
+            id=job_id,
+            kind="video",
+            owner="jobs-test",
+            model="sora-2",
+            prompt="a job",
+            seconds=10,
+            size="1280x720",
+            state=state,
+            account_id=9101,
+            progress=progress,
+            upstream_status="queued",
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + timedelta(hours=1),
+        )
+    )
+    return job_id
 
 
 @asynccontextmanager

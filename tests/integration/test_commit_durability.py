@@ -4,20 +4,17 @@ create); the API's always do (a created job, a cancel)."""
 
 from __future__ import annotations
 
-import secrets
-from datetime import timedelta
-
 import msgspec
 import pytest
 import sqlalchemy as sa
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from shared.models import Job, JobState
+from shared.models import JobState
 from shared.queue import create_celery
 from shared.resources import Resources
 from shared.settings import Settings
-from shared.timeutil import utcnow
+from tests.integration.conftest import insert_job
 from worker.context import Runtime
 
 
@@ -40,25 +37,11 @@ def test_worker_commits_follow_worker_synchronous_commit(
 
 async def _claims(ctx: Resources) -> dict[str, str | None]:
     """The ``synchronous_commit`` each kind of worker transition ran under, as its statement saw it."""
-    now = utcnow()
     seen: dict[str, str | None] = {}
     for durable in (False, True):
-        job = Job(
-            id=f"video_{secrets.token_hex(16)}",
-            kind="video",
-            owner="durability-test",
-            model="sora-2",
-            prompt="durability",
-            seconds=10,
-            size="1280x720",
-            state=JobState.QUEUED,
-            created_at=now,
-            updated_at=now,
-            deadline_at=now + timedelta(hours=1),
-        )
-        await ctx.jobs.insert(job)
+        job_id = await insert_job(ctx.jobs, JobState.QUEUED)
         claimed = await ctx.jobs.transition(
-            job.id,
+            job_id,
             [JobState.QUEUED],
             bump=False,
             durable=durable,

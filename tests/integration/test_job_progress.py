@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import pytest
 
 from shared.db import create_engine, create_sessionmaker
 from shared.jobs import JobRepo
-from shared.models import Job, JobState
+from shared.models import JobState
 from shared.settings import Settings
-from shared.timeutil import utcnow
+from tests.integration.conftest import insert_job
 
 pytestmark = pytest.mark.anyio
 
@@ -26,33 +24,9 @@ async def jobs(settings: Settings) -> AsyncIterator[JobRepo]:
         await engine.dispose()
 
 
-async def _job(jobs: JobRepo, state: str, progress: int) -> str:
-    job_id = f"video_{secrets.token_hex(16)}"
-    now = utcnow()
-    await jobs.insert(
-        Job(
-            id=job_id,
-            kind="video",
-            owner="progress-test",
-            model="sora-2",
-            prompt="progress",
-            seconds=10,
-            size="1280x720",
-            state=state,
-            account_id=9101,
-            progress=progress,
-            upstream_status="queued",
-            created_at=now,
-            updated_at=now,
-            deadline_at=now + timedelta(hours=1),
-        )
-    )
-    return job_id
-
-
 async def test_progress_of_many_jobs_only_goes_up_and_makes_new_versions(jobs: JobRepo) -> None:
-    ahead, behind, level = [await _job(jobs, JobState.RUNNING, 30) for _ in range(3)]
-    finishing = await _job(jobs, JobState.FINALIZING, 99)
+    ahead, behind, level = [await insert_job(jobs, JobState.RUNNING, 30) for _ in range(3)]
+    finishing = await insert_job(jobs, JobState.FINALIZING, 99)
     before = {job_id: await jobs.get(job_id) for job_id in (ahead, behind, level, finishing)}
 
     changed = await jobs.raise_progress_many(
