@@ -28,26 +28,35 @@ ADMIN = {"Authorization": "Bearer admin-test"}
 POOL_TOKEN = "integration-pool-account-token"
 
 
-async def insert_job(jobs: JobRepo, state: str, progress: int = 0) -> str:
-    """A video job in ``state`` at ``progress`` on account 9101, stored; returns its id."""
+async def insert_job(
+    jobs: JobRepo,
+    state: str,
+    progress: int = 0,
+    *,
+    kind: str = "video",
+    account_id: int | None = 9101,
+    **values: Any,
+) -> str:
+    """A job in ``state`` at ``progress``, stored as if created and enqueued now (``values`` override any
+    column); returns its id."""
     job_id = f"video_{secrets.token_hex(16)}"
     now = utcnow()
+    columns: dict[str, Any] = {"upstream_status": "queued", "enqueued_at": now, "updated_at": now, **values}
     await jobs.insert(
         Job(
             id=job_id,
-            kind="video",
+            kind=kind,
             owner="jobs-test",
             model="sora-2",
             prompt="a job",
             seconds=10,
             size="1280x720",
             state=state,
-            account_id=9101,
+            account_id=account_id,
             progress=progress,
-            upstream_status="queued",
             created_at=now,
-            updated_at=now,
             deadline_at=now + timedelta(hours=1),
+            **columns,
         )
     )
     return job_id

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from shared.queue import TaskMessages
 from shared.resources import Resources
 from shared.settings import Settings
 from shared.timeutil import utcnow
-from tests.integration.conftest import own_resources
+from tests.integration.conftest import insert_job, own_resources
 from worker.engine import sweep
 
 pytestmark = pytest.mark.anyio
@@ -42,26 +42,9 @@ async def ctx(settings: Settings) -> AsyncIterator[Resources]:
 
 
 async def _job(
-    ctx: Resources, state: str, *, kind: str = "video", account_id: int | None = 9001, **values
+    ctx: Resources, state: str, *, kind: str = "video", account_id: int | None = 9001, **values: Any
 ) -> str:
-    job_id = f"video_{secrets.token_hex(16)}"
-    now = utcnow()
-    job = Job(
-        id=job_id,
-        kind=kind,
-        owner="sweep-test",
-        model="sora-2",
-        prompt="sweep",
-        seconds=10,
-        size="1280x720",
-        state=state,
-        account_id=account_id,
-        created_at=now,
-        deadline_at=now + timedelta(hours=1),
-        **{"enqueued_at": now, "updated_at": now, **values},
-    )
-    await ctx.jobs.insert(job)
-    return job_id
+    return await insert_job(ctx.jobs, state, kind=kind, account_id=account_id, **values)
 
 
 async def _members(ctx: Resources, account_id: int, kind: str) -> set[str]:
