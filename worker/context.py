@@ -40,7 +40,7 @@ class Runtime:
                 self._celery,
                 # Eight connections at most, all kept once opened: at a wave's end a poll's accounts want that
                 # many at once, and overflow connections were opened and closed again all along (connect,
-                # SSL request, statements prepared anew, a new Postgres backend each: ten a second).
+                # SSL request, statements prepared anew, a new Postgres backend each: six a second).
                 db_pool_size=8,
                 db_max_overflow=0,
                 synchronous_commit=self._settings.worker_synchronous_commit,

@@ -167,6 +167,7 @@ async def _start(ctx: Context, job: Job, account: Account) -> None:
     running = await ctx.jobs.transition(
         job.id,
         [JobState.SUBMITTING],
+        durable=True,  # a resume cannot find a started cameo again: lost, it would be started twice
         state=JobState.RUNNING,
         upstream_task_id=cameo_id,
         upstream_status="processing",
