@@ -236,7 +236,6 @@ async def _mark_submitted(ctx: Context, job: Job, account: Account, task_id: str
     running = await ctx.jobs.transition(
         job.id,
         [JobState.SUBMITTING],
-        durable=True,  # a job with an upstream task id is never created again: the id must not be lost
         state=JobState.RUNNING,
         upstream_task_id=task_id,
         upstream_status="submitted",
