@@ -7,10 +7,11 @@ Every change bumps ``seq``, the version subscribers order events by.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -172,10 +173,21 @@ class JobRepo:
             )
             return result.scalars().first()
 
-    async def set_post_id(self, job_id: str, post_id: str) -> None:
-        """Kept on disk before it is used: the post it names exists upstream, and is not made twice."""
+    @contextlib.asynccontextmanager
+    async def _writing(self, *, durable: bool) -> AsyncIterator[AsyncSession]:
+        """A session for one write: in autocommit, or with ``durable`` in a transaction whose commit waits
+        for Postgres's disk flush (``_FLUSHED``)."""
+        if not durable:
+            async with self._one() as session:
+                yield session
+            return
         async with self._sessions() as session:
             await session.execute(_FLUSHED)
+            yield session
+
+    async def set_post_id(self, job_id: str, post_id: str) -> None:
+        """Kept on disk before it is used: the post it names exists upstream, and is not made twice."""
+        async with self._writing(durable=True) as session:
             await session.execute(sa.update(Job).where(Job.id == job_id).values(post_id=post_id))
             await session.commit()
 
@@ -244,9 +256,7 @@ class JobRepo:
                 .returning(Job)
                 .execution_options(synchronize_session=False)
             )
-        async with self._sessions() if durable else self._one() as session:
-            if durable:
-                await session.execute(_FLUSHED)
+        async with self._writing(durable=durable) as session:
             result = await session.execute(statement, params)
             row = result.scalars().first()
             await session.commit()
