@@ -12,35 +12,14 @@ import time
 from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from shared.metrics import LEASE_OPERATIONS
 from shared.names import Keys
 
 # KEYS: candidate lease sets, in order of preference. ARGV: member, ttl_ms, limit_1..limit_n.
-# Takes a slot in the first set that has room (or already holds this member); returns its index, or -1.
-_ACQUIRE_FIRST = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local member = ARGV[1]
-local ttl = tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[i + 2])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  local held = redis.call('ZSCORE', key, member)
-  if held or (limit > 0 and redis.call('ZCARD', key) < limit) then
-    redis.call('ZADD', key, now + ttl, member)
-    redis.call('PEXPIRE', key, ttl)
-    return i - 1
-  end
-end
-return -1
-"""
-
-# KEYS: candidate lease sets, in order of preference. ARGV: member, ttl_ms, limit_1..limit_n.
 # Takes a slot in the set with the fewest live leases that has room (the first of equals), or the one that
 # already holds this member; returns its index, or -1.
-_ACQUIRE_LEAST = """
+_ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local member = ARGV[1]
@@ -101,33 +80,21 @@ class Leases:
         self._redis = redis
         self._keys = keys
         self._ttl_ms = int(ttl_s * 1000)
-        self._acquire = redis.register_script(_ACQUIRE_FIRST)
-        self._acquire_least = redis.register_script(_ACQUIRE_LEAST)
+        self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._count = redis.register_script(_COUNT)
 
-    async def acquire_first(
-        self, kind: str, job_id: str, candidates: Sequence[tuple[int, int]]
-    ) -> int | None:
-        """Take a slot on the first ``(account_id, limit)`` that has one; return that account id."""
-        return await self._take(self._acquire, kind, job_id, candidates)
-
-    async def acquire_least_busy(
-        self, kind: str, job_id: str, candidates: Sequence[tuple[int, int]]
-    ) -> int | None:
+    async def acquire(self, kind: str, job_id: str, candidates: Sequence[tuple[int, int]]) -> int | None:
         """Take a slot on the ``(account_id, limit)`` with the fewest live leases that has one (the first of
-        equals); return that account id. One script however many candidates."""
-        return await self._take(self._acquire_least, kind, job_id, candidates)
-
-    async def _take(
-        self, script: AsyncScript, kind: str, job_id: str, candidates: Sequence[tuple[int, int]]
-    ) -> int | None:
+        equals, so candidates go in order of preference), or keep the one this job already holds; return
+        that account id. One script however many candidates: concurrent acquires are ordered by Redis, so
+        each one sees the slots the others took, even on accounts whose rows it read before they did."""
         if not candidates:
             return None
         keys = [self._keys.lease(account_id, kind) for account_id, _ in candidates]
         limits = [limit for _, limit in candidates]
-        index = int(await script(keys=keys, args=[job_id, self._ttl_ms, *limits]))
+        index = int(await self._acquire(keys=keys, args=[job_id, self._ttl_ms, *limits]))
         LEASE_OPERATIONS.labels(kind, "full" if index < 0 else "acquired").inc()
         return None if index < 0 else candidates[index][0]
 

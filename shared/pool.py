@@ -114,15 +114,17 @@ class Pool:
         exclude: Collection[int] = (),
         only: int | None = None,
     ) -> Account | None:
-        """Takes a slot on the least recently used eligible account that has one (or on ``only``).
+        """Takes a slot on the least busy of the least recently used eligible accounts that have one
+        (least recently used among equals), or on ``only``.
 
         The first ``LEASE_BATCH`` candidates are read with ``FOR UPDATE SKIP LOCKED``, so concurrent submits
         spread over the pool instead of all trying the same least recently used account; ``last_used_at``
         moves before the row lock is released. When none of them can take the job (locked by concurrent
-        submits, or full), the least busy of every other eligible account wins (least recently used among
-        equals), chosen in one Redis script: a concurrent submit that just took a slot makes its account
-        busier, and a job that must wait (a full pool) costs six round trips however large the pool, not four
-        per 16 accounts.
+        submits, or full), the least busy of every other eligible account wins, the same way. Both choices
+        are one Redis script that counts live slots, so a concurrent submit that just took a slot makes its
+        account busier for the next: one that found every row locked and read them all unlocked does not
+        pile onto the account the lock holder is taking. A job that must wait (a full pool) costs six round
+        trips however large the pool, not four per 16 accounts.
 
         A lease that found no room anywhere is remembered: until a slot of the kind is given back (or
         ``FULL_FOR_S`` passes), the next ones park at the cost of one Redis read, not a pass over the pool.
@@ -147,7 +149,7 @@ class Pool:
                 .with_for_update(skip_locked=True)
             )
             candidates = [(row[0], row[1]) for row in result.all()]
-            account_id = await self.leases.acquire_first(kind, job_id, candidates)
+            account_id = await self.leases.acquire(kind, job_id, candidates)
             if account_id is not None:
                 result = await session.execute(
                     sa.update(Account)
@@ -176,7 +178,7 @@ class Pool:
                 .order_by(Account.last_used_at.asc().nulls_first(), Account.id)
             )
             candidates = [(row[0], row[1]) for row in result.all()]
-        account_id = await self.leases.acquire_least_busy(kind, job_id, candidates)
+        account_id = await self.leases.acquire(kind, job_id, candidates)
         if account_id is None:
             return None
         return await self.store(account_id, last_used_at=utcnow())

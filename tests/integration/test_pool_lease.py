@@ -3,6 +3,7 @@ module's accounts): jobs that must wait cost one Redis read, and a slot given ba
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -64,3 +65,27 @@ async def test_a_lease_for_named_accounts_always_reads_them(ctx: Resources) -> N
     assert await ctx.pool.lease("video", "job-3") is None
     # The job's own account (a retry that sticks to it) is asked, not the memory of a full pool.
     assert (await ctx.pool.lease("video", "job-1", only=first.id)).id == first.id
+
+
+@pytest.fixture
+async def roomy(settings: Settings, own_database: str) -> AsyncIterator[Resources]:
+    async with own_resources(settings, database_url=own_database) as resources:
+        async with resources.sessions() as session:
+            for n in range(3):
+                sealed = resources.box.seal(f"at-{n}")
+                session.add(Account(token_hash=f"roomy-{n}", access_token_enc=sealed, video_concurrency=3))
+            await session.commit()
+        yield resources
+
+
+async def test_concurrent_leases_spread_over_the_pool_before_any_account_takes_a_second_job(
+    roomy: Resources,
+) -> None:
+    # Each account could take three of these at once. Submits that run together must still go one to an
+    # account: a lease that finds the rows locked by another must not pick the account that one is taking.
+    for wave in range(3):
+        taken = await asyncio.gather(*(roomy.pool.lease("video", f"wave{wave}-{n}") for n in range(3)))
+        assert all(account is not None for account in taken)
+        counts = [await roomy.pool.leases.in_use(account.id, "video") for account in taken]
+        assert len({account.id for account in taken}) == 3, f"wave {wave}: {[a.id for a in taken]}"
+        assert counts == [wave + 1] * 3
