@@ -7,6 +7,7 @@ Every field is an environment variable of the same name in upper case;
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Literal
@@ -17,6 +18,12 @@ import msgspec
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@functools.lru_cache(maxsize=8)
+def _key_set(value: str) -> frozenset[str]:
+    # Read on every request: split once per distinct setting, not each time.
+    return frozenset(_split(value))
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -191,7 +198,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def api_key_set(self) -> frozenset[str]:
-        return frozenset(_split(self.api_keys))
+        return _key_set(self.api_keys)
 
     @property
     def media_hosts(self) -> frozenset[str]:

@@ -14,7 +14,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from api import bounds
-from api.auth import client_guard
+from api.auth import client_auth
 from api.character_requests import plan_character_job
 from api.schemas import CharacterList, CharacterObject, character_of, character_of_row
 from api.video_requests import discard_inputs, flag, read_fields, start_jobs
@@ -54,7 +54,7 @@ async def submit_character(
 
 class CharacterController(Controller):
     path = "/v1/characters"
-    guards = [client_guard]
+    before_request = client_auth
     tags = ["characters"]
 
     @post("", operation_id="createCharacter", status_code=200)

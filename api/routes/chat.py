@@ -18,7 +18,7 @@ from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from litestar.response import Stream
 
-from api.auth import client_guard
+from api.auth import client_auth
 from api.routes.characters import submit_character
 from api.routes.images import submit_images
 from api.routes.videos import submit_video
@@ -39,7 +39,7 @@ _STAGE = {"remix": "remix", "storyboard": "storyboard"}
 
 class ChatController(Controller):
     path = "/v1/chat/completions"
-    guards = [client_guard]
+    before_request = client_auth
     tags = ["chat"]
 
     @post("", operation_id="createChatCompletion", status_code=200)

@@ -15,7 +15,7 @@ from litestar.di import NamedDependency
 from sqlalchemy.exc import IntegrityError
 
 from api import bounds
-from api.auth import client_guard
+from api.auth import client_auth
 from api.schemas import content_url
 from api.video_requests import (
     check_prompt,
@@ -69,7 +69,7 @@ class StillRunning(GatewayError):
 
 class ImageController(Controller):
     path = "/v1/images"
-    guards = [client_guard]
+    before_request = client_auth
     tags = ["images"]
 
     @post("/generations", operation_id="createImage", status_code=200)

@@ -19,7 +19,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from redis.exceptions import RedisError
 
-from api.auth import client_guard
+from api.auth import client_auth
 from api.bounds import row_id
 from api.query_views import (
     FeedPage,
@@ -232,7 +232,7 @@ CursorParam = Annotated[str | None, QueryParameter(description="the previous ans
 
 
 class QueryController(Controller):
-    guards = [client_guard]
+    before_request = client_auth
     tags = ["queries"]
 
     @get("/v1/stats", operation_id="getStats")

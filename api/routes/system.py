@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 
-from api.auth import client_guard
+from api.auth import client_auth
 from api.schemas import Model, ModelList
 from shared.modelids import list_models
 from shared.resources import Resources
@@ -17,7 +17,7 @@ _MODELS_CREATED = 1759276800
 
 class ModelController(Controller):
     path = "/v1/models"
-    guards = [client_guard]
+    before_request = client_auth
     tags = ["models"]
 
     @get("", operation_id="listModels")

@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
 from api import bounds
-from api.auth import client_guard
+from api.auth import client_auth
 from api.character_requests import plan_video_character
 from api.schemas import Task, Video, VideoDeleted, VideoList, task_of, video_of
 from api.video_requests import discard_inputs, flag, plan_video_job, read_fields, start_jobs
@@ -111,7 +111,7 @@ async def submit_video(
 
 class VideoController(Controller):
     path = "/v1/videos"
-    guards = [client_guard]
+    before_request = client_auth
     tags = ["videos"]
 
     @post("", operation_id="createVideo", status_code=200)

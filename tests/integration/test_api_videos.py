@@ -144,6 +144,28 @@ async def test_keys(client: AsyncTestClient) -> None:
     assert (await client.get("/api/tokens")).status_code == 401
 
 
+async def test_a_wrong_key_is_refused_before_the_body_or_the_parameters_are_read(
+    client: AsyncTestClient,
+) -> None:
+    malformed = {"Authorization": "Bearer nope", "content-type": "application/json"}
+    for method, path in (
+        ("POST", "/v1/videos"),
+        ("POST", "/v1/videos/generations"),
+        ("POST", "/v1/videos/video_nope/remix"),
+        ("POST", "/v1/images/generations"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/characters"),
+        ("GET", "/v1/videos?limit=many"),
+        ("GET", "/v1/videos/tasks/task_nope"),
+        ("GET", "/v1/characters?limit=many"),
+        ("GET", "/v1/models"),
+        ("GET", "/v1/feed?limit=many"),
+    ):
+        response = await client.request(method, path, content=b"{not json", headers=malformed)
+        assert response.status_code == 401, (method, path, response.text)
+        assert strict.error(response.content).type == "authentication_error"
+
+
 async def test_retrieve_and_poll_header(client: AsyncTestClient) -> None:
     video = await _create(client)
     response = await client.get(f"/v1/videos/{video.id}", headers=CLIENT)
