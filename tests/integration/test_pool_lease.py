@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -23,14 +24,23 @@ def own_database(services: Services) -> str:
     return services.create_database()
 
 
+@asynccontextmanager
+async def pool_of(settings: Settings, database: str, accounts: int, slots: int) -> AsyncIterator[Resources]:
+    """Resources on ``database`` with ``accounts`` accounts of ``slots`` video slots each."""
+    async with own_resources(settings, database_url=database) as resources:
+        async with resources.sessions() as session:
+            for n in range(accounts):
+                sealed = resources.box.seal(f"at-{n}")
+                session.add(
+                    Account(token_hash=f"lease-{n}", access_token_enc=sealed, video_concurrency=slots)
+                )
+            await session.commit()
+        yield resources
+
+
 @pytest.fixture
 async def ctx(settings: Settings, own_database: str) -> AsyncIterator[Resources]:
-    async with own_resources(settings, database_url=own_database) as resources:
-        async with resources.sessions() as session:
-            for n in range(2):
-                sealed = resources.box.seal(f"at-{n}")
-                session.add(Account(token_hash=f"lease-{n}", access_token_enc=sealed, video_concurrency=1))
-            await session.commit()
+    async with pool_of(settings, own_database, accounts=2, slots=1) as resources:
         yield resources
 
 
@@ -69,12 +79,7 @@ async def test_a_lease_for_named_accounts_always_reads_them(ctx: Resources) -> N
 
 @pytest.fixture
 async def roomy(settings: Settings, own_database: str) -> AsyncIterator[Resources]:
-    async with own_resources(settings, database_url=own_database) as resources:
-        async with resources.sessions() as session:
-            for n in range(3):
-                sealed = resources.box.seal(f"at-{n}")
-                session.add(Account(token_hash=f"roomy-{n}", access_token_enc=sealed, video_concurrency=3))
-            await session.commit()
+    async with pool_of(settings, own_database, accounts=3, slots=3) as resources:
         yield resources
 
 
